@@ -1,0 +1,194 @@
+"""The SiamMixer model file: one ONNX file that carries every part of the network.
+
+ONNX Runtime executes every node of a graph whatever outputs are requested (checked with
+onnxruntime 1.31), so running the template branch, the search branch patch by patch and the
+correlation head separately needs separate graphs. A model file therefore holds:
+
+- its main graph: the whole network, ``template`` (1,3,T,T) + ``search`` (B,3,S,S) -> ``response``
+  (B,1,R,R), so that any ONNX tool can open, inspect and run the file as it is;
+- each part as a serialised ONNX model, base64-encoded in the metadata under ``siammixer.part.<name>``;
+- the facts a runtime needs (sizes, stride, normalisation, version, provenance) as ``siammixer.*``
+  metadata entries.
+
+A user copies one file; the runtime loads the parts it needs with onnxruntime alone (no ``onnx``
+package is needed to read a model, only to write one).
+
+Every image input is float32 NCHW, BGR, values 0..255: normalisation happens inside the graphs.
+
+Parts and their tensors (names are part of the format):
+
+=================  ==========================================================  ==========================
+part               inputs                                                      outputs
+=================  ==========================================================  ==========================
+``template``       ``template`` (1,3,T,T)                                      ``template_features``
+``search``         ``search`` (B,3,S,S) (whole-image inference)                ``search_features``
+``search_patch``   ``patches`` (N,3,Q,Q), ``patch_masks`` (N,1,Q,Q)            ``patch_features`` (N,C,g,g)
+``search_global``  ``patch_grid`` (B,C,G,G)                                    ``search_features``
+``head``           ``template_features``, ``search_features``                  ``response`` (B,1,R,R)
+=================  ==========================================================  ==========================
+
+``Q = patch_size + halo_before + halo_after``: a patch with the halo its convolutions need; the
+mask is 1 where the halo lies inside the search image and 0 outside, so that patch-by-patch
+inference reproduces whole-image zero padding exactly. ``search_patch`` and ``search_global`` are
+optional: a model without them runs in whole-image mode only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+META_PREFIX = "siammixer."
+PART_PREFIX = META_PREFIX + "part."
+
+PART_TEMPLATE = "template"
+PART_SEARCH = "search"
+PART_SEARCH_PATCH = "search_patch"
+PART_SEARCH_GLOBAL = "search_global"
+PART_HEAD = "head"
+REQUIRED_PARTS = (PART_TEMPLATE, PART_SEARCH, PART_HEAD)
+PATCH_PARTS = (PART_SEARCH_PATCH, PART_SEARCH_GLOBAL)
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, unreadable or not a SiamMixer model."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a runtime and a tracker need to know about a model, read from its metadata."""
+
+    variant: str
+    template_size: int
+    search_size: int
+    stride: int
+    response_size: int
+    normalisation: str = "bgr float32 0..255; mean/std applied inside the graph"
+    model_version: str = "0"
+    # Patch-based inference of the shallow layers; 0 when the model has no patch parts.
+    patch_size: int = 0
+    halo_before: int = 0
+    halo_after: int = 0
+    patch_feature_size: int = 0
+    patch_feature_channels: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()
+
+    @property
+    def has_patch_parts(self) -> bool:
+        return all(p in self.parts for p in PATCH_PARTS) and self.patch_size > 0
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``siammixer.*`` metadata entries (without the parts themselves)."""
+        out = {META_PREFIX + "format_version": str(FORMAT_VERSION)}
+        for key, value in asdict(self).items():
+            if key == "parts":
+                value = ",".join(value)
+            elif key == "provenance":
+                value = json.dumps(value, sort_keys=True)
+            out[META_PREFIX + key] = str(value)
+        return out
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelInfo:
+        if META_PREFIX + "format_version" not in meta:
+            raise ModelError(
+                f"{source} is an ONNX file but not a SiamMixer model: it has no "
+                f"'{META_PREFIX}format_version' metadata (export models with siammixer-export)"
+            )
+        version = int(meta[META_PREFIX + "format_version"])
+        if version > FORMAT_VERSION:
+            raise ModelError(
+                f"{source} uses model format {version}; this siammixer_ros reads up to {FORMAT_VERSION}"
+            )
+        kwargs: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            key = META_PREFIX + name
+            if key not in meta:
+                continue
+            raw = meta[key]
+            if name == "parts":
+                kwargs[name] = tuple(p for p in raw.split(",") if p)
+            elif name == "provenance":
+                kwargs[name] = json.loads(raw) if raw else {}
+            elif f.type in ("int", int):
+                kwargs[name] = int(raw)
+            else:
+                kwargs[name] = raw
+        missing = [n for n in ("variant", "template_size", "search_size", "stride", "response_size") if n not in kwargs]
+        if missing:
+            raise ModelError(f"{source} lacks required metadata: {', '.join(META_PREFIX + m for m in missing)}")
+        return cls(**kwargs)
+
+
+def encode_part(model_bytes: bytes) -> str:
+    return base64.b64encode(model_bytes).decode("ascii")
+
+
+def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, bytes]]:
+    """Read a model file's facts and its parts (serialised ONNX models) with onnxruntime only.
+
+    Raises :class:`ModelError` with a message a user can act on when the file is missing,
+    is not ONNX, or is not a SiamMixer model.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # The main graph is loaded only to read the metadata: no optimisation, one thread.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several exception types for bad files
+        raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from exc
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    del session
+    info = ModelInfo.from_metadata(meta, source=str(path))
+    parts: dict[str, bytes] = {}
+    for name in info.parts:
+        key = PART_PREFIX + name
+        if key not in meta:
+            raise ModelError(f"{path} lists part '{name}' but does not contain it")
+        try:
+            parts[name] = base64.b64decode(meta[key], validate=True)
+        except ValueError as exc:
+            raise ModelError(f"{path}: part '{name}' is corrupt: {exc}") from exc
+    missing = [p for p in REQUIRED_PARTS if p not in parts]
+    if missing:
+        raise ModelError(f"{path} lacks required parts: {', '.join(missing)}")
+    return info, parts
+
+
+def write_model_file(
+    path: str | Path, main_model: Any, parts: dict[str, Any], info: ModelInfo
+) -> Path:
+    """Write a model file: ``main_model`` and ``parts`` are ``onnx.ModelProto`` objects.
+
+    Needs the ``onnx`` package (export and tests only, never the node).
+    """
+    import onnx
+
+    missing = [p for p in REQUIRED_PARTS if p not in parts]
+    if missing:
+        raise ValueError(f"cannot write a model without parts: {', '.join(missing)}")
+    info_with_parts = ModelInfo(**{**asdict(info), "parts": tuple(sorted(parts))})
+    meta = info_with_parts.to_metadata()
+    for name, proto in parts.items():
+        meta[PART_PREFIX + name] = encode_part(proto.SerializeToString())
+    del main_model.metadata_props[:]
+    for key, value in sorted(meta.items()):
+        entry = main_model.metadata_props.add()
+        entry.key = key
+        entry.value = value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(main_model, str(path))
+    return path

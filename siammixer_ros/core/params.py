@@ -1,0 +1,167 @@
+"""Tracker parameters: one frozen dataclass with documented defaults, loadable from a dict or YAML.
+
+Defaults follow SiamFC (Bertinetto et al. 2016, the reference implementation's 3-scale setting) for
+the geometry and post-processing, and pysot's long-term tracker for the lost-target handling. The
+thresholds of the state machine are on two quantities the tracker computes on every frame:
+
+* ``score``: ``sigmoid(peak logit)`` in [0, 1] (the network is trained with a logistic loss, so this
+  is its estimate that the peak is on the target);
+* ``psr``: peak-to-sidelobe ratio of the raw response map, ``(peak - mean(sidelobe)) / std(sidelobe)``
+  where the sidelobe is the map outside a ``(2 * psr_exclude_radius + 1)``-cell square around the peak.
+
+The score and PSR thresholds must be calibrated per trained model (the evaluation toolkit reports the
+score/PSR distributions); the defaults are a starting point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siammixer_ros.core.errors import TrackerParamsError
+
+__all__ = ["TrackerParams"]
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """Parameters of :class:`~siammixer_ros.core.tracker.SiamMixerTracker` (all sizes in pixels)."""
+
+    #: Context added around the target for the template crop: ``p = context_amount * (w + h)``,
+    #: crop side ``sqrt((w + p) * (h + p))`` (SiamFC).
+    context_amount: float = 0.5
+    #: Number of search scales, odd: 1, 3 or 5 (all scales go to the network in one batched call).
+    scale_num: int = 3
+    #: Ratio between neighbouring scales: scales are ``scale_step ** linspace(-(n-1)/2, (n-1)/2, n)``.
+    scale_step: float = 1.0375
+    #: Penalty of every scale other than 1 (positive peak logits are multiplied by it, negative ones
+    #: divided), so that a scale change needs evidence.
+    scale_penalty: float = 0.9745
+    #: Learning rate of the size update: ``size *= (1 - scale_lr) + scale_lr * best_scale``.
+    scale_lr: float = 0.59
+    #: Weight of the cosine (Hann) window blended into the normalised response (motion prior).
+    window_influence: float = 0.176
+    #: Upsampling factor of the response map (bicubic) before the peak is located.
+    response_up: int = 16
+    #: Smallest width/height of the reported box.
+    min_box_size: float = 8.0
+    #: Radius, in response cells, of the square around the peak left out of the PSR sidelobe.
+    psr_exclude_radius: int = 2
+    #: A frame is "good" (state TRACKING) when score >= tracking_score and psr >= tracking_psr.
+    tracking_score: float = 0.5
+    tracking_psr: float = 4.0
+    #: A frame is "bad" when score < lost_score or psr < lost_psr: the position and size are kept;
+    #: frames that are neither good nor bad are UNCERTAIN (position updated, size kept).
+    lost_score: float = 0.25
+    lost_psr: float = 3.0
+    #: Consecutive bad frames after which the target is LOST (before that: UNCERTAIN).
+    lost_frames: int = 3
+    #: While LOST, the target is re-acquired after ``redetect_frames`` consecutive frames with
+    #: score >= redetect_score and psr >= redetect_psr.
+    redetect_score: float = 0.6
+    redetect_psr: float = 5.0
+    redetect_frames: int = 1
+    #: While LOST the search region (the area where the target centre can be found) grows by this
+    #: factor per frame, up to ``lost_search_max`` times the normal region, pysot long-term style.
+    #: The model's input size is fixed, so a larger region is searched as a grid of k x k search crops
+    #: at the tracking scale (k the smallest odd integer >= the factor) in one batched call.
+    lost_search_growth: float = 1.5
+    lost_search_max: float = 3.0
+    #: Window influence while LOST (re-detection should not prefer the old position).
+    lost_window_influence: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TrackerParams:
+        """Parameters from a mapping; unknown keys raise :class:`TrackerParamsError` naming them."""
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise TrackerParamsError(f"tracker parameters must be a mapping, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise TrackerParamsError(
+                f"unknown tracker parameter(s): {', '.join(map(str, unknown))}; "
+                f"known: {', '.join(cls.field_names())}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, key: str | None = None) -> TrackerParams:
+        """Parameters from a YAML file: the whole document, or the mapping under ``key`` (dotted path allowed)."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise TrackerParamsError(f"tracker parameter file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise TrackerParamsError(f"{path} is not valid YAML: {exc}") from exc
+        if key:
+            for part in key.split("."):
+                if not isinstance(data, dict) or part not in data:
+                    raise TrackerParamsError(f"{path} has no key '{key}'")
+                data = data[part]
+        try:
+            return cls.from_dict(data or {})
+        except TrackerParamsError as exc:
+            raise TrackerParamsError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrackerParams:
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise TrackerParamsError(f"unknown tracker parameter(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    # -- validation -------------------------------------------------------------------------
+    def _check(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            want_int = f.type in ("int", int)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TrackerParamsError(
+                    f"tracker parameter {f.name} must be a number, got {type(value).__name__} {value!r}"
+                )
+            if want_int and not float(value).is_integer():
+                raise TrackerParamsError(f"tracker parameter {f.name} must be an integer, got {value!r}")
+            if want_int and not isinstance(value, int):
+                object.__setattr__(self, f.name, int(value))
+            if not math.isfinite(value):
+                raise TrackerParamsError(f"tracker parameter {f.name} must be finite, got {value!r}")
+
+        def need(cond: bool, name: str, rule: str) -> None:
+            if not cond:
+                raise TrackerParamsError(f"tracker parameter {name} must be {rule}, got {getattr(self, name)!r}")
+
+        need(self.context_amount >= 0, "context_amount", ">= 0")
+        need(self.scale_num >= 1 and self.scale_num % 2 == 1, "scale_num", "an odd integer >= 1 (1, 3 or 5)")
+        need(self.scale_step >= 1.0, "scale_step", ">= 1")
+        need(0 < self.scale_penalty <= 1, "scale_penalty", "in (0, 1]")
+        need(0 <= self.scale_lr <= 1, "scale_lr", "in [0, 1]")
+        need(0 <= self.window_influence <= 1, "window_influence", "in [0, 1]")
+        need(0 <= self.lost_window_influence <= 1, "lost_window_influence", "in [0, 1]")
+        need(self.response_up >= 1, "response_up", ">= 1")
+        need(self.min_box_size >= 1, "min_box_size", ">= 1")
+        need(self.psr_exclude_radius >= 0, "psr_exclude_radius", ">= 0")
+        for name in ("tracking_score", "lost_score", "redetect_score"):
+            need(0 <= getattr(self, name) <= 1, name, "in [0, 1]")
+        need(self.lost_score <= self.tracking_score, "lost_score", f"<= tracking_score ({self.tracking_score})")
+        need(self.lost_psr <= self.tracking_psr, "lost_psr", f"<= tracking_psr ({self.tracking_psr})")
+        need(self.lost_frames >= 1, "lost_frames", ">= 1")
+        need(self.redetect_frames >= 1, "redetect_frames", ">= 1")
+        need(self.lost_search_growth >= 1, "lost_search_growth", ">= 1")
+        need(self.lost_search_max >= 1, "lost_search_max", ">= 1")

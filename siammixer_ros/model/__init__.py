@@ -1,0 +1,1 @@
+"""The SiamMixer network in PyTorch and its ONNX export (needs the optional ``train`` extra: torch, onnx)."""

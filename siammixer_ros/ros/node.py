@@ -1,0 +1,543 @@
+"""The ``siammixer_tracker`` ROS 2 node: camera images in, vision_msgs detections and diagnostics out.
+
+A thin rclpy adapter around :class:`~siammixer_ros.ros.session.TrackingSession` (the logic, testable
+without ROS). Threads and callback groups:
+
+- the image subscription's callback only stores the newest frame (no conversion, no tracking), so frames
+  are never queued; a frame that replaces one not yet processed is counted as dropped;
+- one processing thread takes the newest frame, runs the tracker and publishes the results;
+- services (``~/set_target``, ``~/stop``) and click subscriptions run in their own callback group, so a
+  target can be set while a frame is being tracked (the tracker is used under one lock);
+- diagnostics run on a timer in a third group.
+
+Run: ``ros2 run siammixer_ros siammixer_tracker --ros-args -p model_path:=model.onnx -r image:=/camera/image_raw``
+or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CompressedImage, Image
+from siammixer_interfaces.msg import TrackerStatus
+from siammixer_interfaces.srv import SetTarget
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from siammixer_ros.core.errors import ModelError, TrackerParamsError
+from siammixer_ros.ros import diagnostics as diag
+from siammixer_ros.ros.debug_image import draw_debug_image
+from siammixer_ros.ros.image_conversion import fill_image_msg, make_converter
+from siammixer_ros.ros.params import (
+    TRACKER_PREFIX,
+    ParamSpec,
+    all_param_specs,
+    tracker_params_from,
+    validate_change,
+)
+from siammixer_ros.ros.selection import ClickSelector
+from siammixer_ros.ros.session import (
+    IDLE,
+    LOST,
+    STATE_CODES,
+    ProcessedFrame,
+    TrackingSession,
+    format_stamp,
+    stamp_to_ns,
+)
+from siammixer_ros.ros.stats import process_memory_bytes
+
+NODE_NAME = "siammixer_tracker"
+DEFAULT_MODEL_NAME = "siammixer_xs.onnx"
+# Stages reported in the latency diagnostics (keys of TrackResult.timings plus the node's own).
+LATENCY_STAGES = ("wait", "crop", "inference_search", "inference_head", "inference", "postprocess", "processing",
+                  "end_to_end")
+WARN_THROTTLE_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing/invalid model, invalid parameter); the message says what to fix."""
+
+
+def default_model_path() -> Path:
+    """share/siammixer_ros/models/siammixer_xs.onnx of the installed package, else the source tree's models/."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("siammixer_ros")) / "models" / DEFAULT_MODEL_NAME
+    except Exception:  # PackageNotFoundError, or ament_index missing: running from a source checkout
+        return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+
+
+def sensor_data_qos() -> QoSProfile:
+    """REP-2003 sensor-data subscription profile, but depth 1: only the newest frame matters."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    kinds = {
+        "bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
+        "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING,
+        "double[]": ParameterType.PARAMETER_DOUBLE_ARRAY, "string[]": ParameterType.PARAMETER_STRING_ARRAY,
+    }
+    description = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    descriptor = ParameterDescriptor(name=spec.name, type=kinds[spec.kind], description=description,
+                                     read_only=spec.read_only)
+    if spec.choices:
+        descriptor.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.low is not None and spec.kind == "int":
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
+                                                 step=int(spec.step or 1))]
+    elif spec.low is not None and spec.kind == "double":
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                              step=0.0)]
+    return descriptor
+
+
+def _ros_time_msg(stamp_ns: int) -> TimeMsg:
+    return TimeMsg(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+class SiamMixerTrackerNode(Node):
+    """See the module docstring and docs/node.md."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._specs = {spec.name: spec for spec in all_param_specs()}
+        self._declare_parameters()
+        self._cfg: dict[str, Any] = {name: self.get_parameter(name).value for name in self._specs}
+        self._check_startup_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._compressed = self._cfg["input_type"] == "compressed"
+        self._tracker = self._load_tracker()
+        self._converter = make_converter(Image, log=self.get_logger().warning)
+        self._session = TrackingSession(self._tracker, self._converter, self._cfg["frame_buffer_size"],
+                                        self._cfg["diagnostics.window"])
+        self._clicks = ClickSelector(self._cfg["click_timeout"])
+        self._initial_target: list[float] = list(self._cfg["initial_target"])
+        self._pending_tracker_params = None
+        self._last_drop_report = (0, 0)  # (frames received, dropped) at the last diagnostics report
+        self._last_latency_ms = float("nan")
+        self._stopping = threading.Event()
+        self._model_memory: tuple[Any, Any, str] | None = None
+
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+
+        # Outputs.
+        self._detection_pub = self.create_publisher(Detection2D, "~/detection", 10)
+        self._detections_pub = self.create_publisher(Detection2DArray, "~/detections", 10)
+        self._status_pub = self.create_publisher(TrackerStatus, "~/status", 10)
+        self._debug_pub = self.create_publisher(Image, "~/debug_image", sensor_data_qos())
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # Input: sensor-data QoS, overridable with qos_overrides.<topic>.subscription.* parameters (REP-2003).
+        topic = self._cfg["image_topic"] + ("/compressed" if self._compressed else "")
+        self._image_sub = self.create_subscription(
+            CompressedImage if self._compressed else Image, topic, self._on_image, sensor_data_qos(),
+            callback_group=self._input_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        # rqt_image_view publishes clicks on "<viewed image topic>_mouse_left": the camera topic or our debug image.
+        base_topic = self.resolve_topic_name(self._cfg["image_topic"])
+        self._click_topics = [base_topic + "_mouse_left", self._debug_pub.topic_name + "_mouse_left"]
+        self._click_subs = [self.create_subscription(Point, name, self._on_click, 10,
+                                                     callback_group=self._service_group)
+                            for name in self._click_topics]
+
+        self._set_target_srv = self.create_service(SetTarget, "~/set_target", self._on_set_target,
+                                                   callback_group=self._service_group)
+        self._stop_srv = self.create_service(Trigger, "~/stop", self._on_stop, callback_group=self._service_group)
+
+        self._updater = diag.DiagnosticUpdater(self.get_name(), self._hardware_id())
+        self._updater.add("tracking", self._diag_tracking)
+        self._updater.add("latency", self._diag_latency)
+        self._updater.add("rates", self._diag_rates)
+        self._updater.add("model and resources", self._diag_resources)
+        self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
+                                                    callback_group=self._diagnostics_group)
+
+        self._worker = threading.Thread(target=self._processing_loop, name="siammixer_processing", daemon=True)
+        self._worker.start()
+        info = self._tracker.info
+        self.get_logger().info(
+            f"tracking on {self._image_sub.topic_name} ({'CompressedImage' if self._compressed else 'Image'}) "
+            f"with {self._model_path} (variant {info.variant}, version {info.model_version}), mode "
+            f"{self._tracker.runtime.mode}, {self._cfg['intra_op_threads']} thread(s), providers "
+            f"{', '.join(self._tracker.runtime.providers)}, image conversion: {self._converter.backend}; "
+            f"set a target with the {self._set_target_srv.srv_name} service or two clicks on {self._click_topics[0]}")
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        for spec in self._specs.values():
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+
+    def _check_startup_parameters(self) -> None:
+        why = validate_change({}, {name: value for name, value in self._cfg.items()})
+        if why:
+            raise StartupError(f"invalid parameter: {why}")
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        changes = {p.name: p.value for p in params if p.name in self._specs}
+        why = validate_change(self._cfg, changes)
+        if why:
+            return SetParametersResult(successful=False, reason=why)
+        self._cfg.update(changes)
+        if any(name.startswith(TRACKER_PREFIX) for name in changes):
+            self._pending_tracker_params = tracker_params_from(self._cfg)
+            self.get_logger().info("tracker parameters changed: they apply to the next target")
+        if "diagnostics.window" in changes:
+            self._session.latencies.resize(self._cfg["diagnostics.window"])
+        if "click_timeout" in changes:
+            self._clicks.timeout_s = self._cfg["click_timeout"]
+        if "diagnostics.hardware_id" in changes:
+            self._updater.hardware_id = self._hardware_id()
+        if "diagnostics.period" in changes:
+            self._diagnostics_timer.cancel()
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
+                                                        callback_group=self._diagnostics_group)
+        return SetParametersResult(successful=True)
+
+    def _hardware_id(self) -> str:
+        return self._cfg["diagnostics.hardware_id"] or socket.gethostname()
+
+    # -- model ---------------------------------------------------------------------------------------
+    def _load_tracker(self) -> Any:
+        from siammixer_ros.core.model_file import read_model_file
+        from siammixer_ros.core.runtime import DEFAULT_MODE, RuntimeOptions
+        from siammixer_ros.core.tracker import SiamMixerTracker
+
+        path = Path(self._cfg["model_path"]) if self._cfg["model_path"] else default_model_path()
+        self._model_path = path
+        if not path.is_file():
+            hint = "" if self._cfg["model_path"] else " (the default model; no trained model is installed?)"
+            raise StartupError(f"model file not found: {path}{hint}; set the parameter model_path to a SiamMixer "
+                               f"ONNX file (siammixer-export writes one)")
+        try:
+            params = tracker_params_from(self._cfg)
+        except TrackerParamsError as exc:
+            raise StartupError(f"invalid tracker parameter: {exc}") from None
+        mode = self._cfg["execution_mode"]
+        if mode == "auto":
+            try:
+                mode = DEFAULT_MODE if read_model_file(path)[0].has_patch_parts else "whole"
+            except ModelError as exc:
+                raise StartupError(f"cannot use the model: {exc} (parameter model_path)") from None
+        options = RuntimeOptions(mode=mode, intra_op_threads=self._cfg["intra_op_threads"],
+                                 providers=tuple(self._cfg["providers"]) or ("CPUExecutionProvider",))
+        try:
+            return SiamMixerTracker(path, params=params, runtime_options=options)
+        except ModelError as exc:
+            raise StartupError(f"cannot use the model: {exc} (parameters model_path, execution_mode)") from None
+
+    # -- input ---------------------------------------------------------------------------------------
+    def _on_image(self, msg: Any) -> None:
+        # Only store the frame: conversion and tracking happen in the processing thread.
+        try:
+            self._session.on_frame(msg, msg.header, self._compressed)
+        except Exception as exc:  # never let a malformed message kill the executor
+            self.get_logger().warning(f"ignoring an image message: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _on_click(self, msg: Point) -> None:
+        if not self._cfg["click_selection"]:
+            return
+        box = self._clicks.click(msg.x, msg.y)
+        if box is None:
+            self.get_logger().info(f"first corner at ({msg.x:.0f}, {msg.y:.0f}); click the opposite corner")
+            return
+        outcome = self._set_target(box, 0, "")
+        log = self.get_logger().info if outcome.success else self.get_logger().warning
+        log(f"click selection {tuple(round(v, 1) for v in box)}: {outcome.message}")
+
+    # -- services ------------------------------------------------------------------------------------
+    def _set_target(self, box: Any, stamp_ns: int, label: str) -> Any:
+        if self._pending_tracker_params is not None:
+            from siammixer_ros.core.tracker import SiamMixerTracker
+
+            self._session.tracker = SiamMixerTracker(params=self._pending_tracker_params,
+                                                     runtime=self._tracker.runtime)
+            self._tracker = self._session.tracker
+            self._pending_tracker_params = None
+        return self._session.set_target(box, stamp_ns, label or self._cfg["target_label"],
+                                        self._cfg["stamp_tolerance"], self._cfg["min_target_size"])
+
+    def _on_set_target(self, request: Any, response: Any) -> Any:
+        try:
+            stamp_ns = stamp_to_ns(request.stamp)
+            outcome = self._set_target((request.x, request.y, request.width, request.height), stamp_ns,
+                                       request.label)
+        except Exception as exc:  # a bug must not take the service down: answer with the reason
+            response.success, response.message = False, f"internal error: {type(exc).__name__}: {exc}"
+            self.get_logger().error(response.message)
+            return response
+        response.success = outcome.success
+        response.message = outcome.message
+        response.track_id = int(outcome.track_id)
+        response.frame_stamp = _ros_time_msg(outcome.frame_stamp_ns)
+        response.used_x, response.used_y, response.used_width, response.used_height = (float(v) for v in outcome.box)
+        log = self.get_logger().info if outcome.success else self.get_logger().warning
+        log(f"set_target ({request.x:g}, {request.y:g}, {request.width:g}, {request.height:g}) "
+            f"stamp {format_stamp(stamp_ns)}: {outcome.message}")
+        if outcome.success:
+            self._clicks.cancel()
+        return response
+
+    def _on_stop(self, request: Any, response: Any) -> Any:
+        response.success = True
+        response.message = self._session.stop()
+        self._clicks.cancel()
+        self.get_logger().info(response.message)
+        return response
+
+    # -- processing ----------------------------------------------------------------------------------
+    def _processing_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._apply_initial_target()
+                want_debug = self._cfg["publish_debug_image"] and self._debug_pub.get_subscription_count() > 0
+                processed = self._session.process_next(timeout=0.1, need_image=want_debug)
+                if processed is not None:
+                    self._publish(processed, want_debug)
+            except Exception as exc:  # keep processing whatever happens to one frame
+                if self._stopping.is_set() or not self.context.ok():
+                    break
+                self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=WARN_THROTTLE_S)
+                time.sleep(0.01)
+
+    def _apply_initial_target(self) -> None:
+        if not self._initial_target or self._session.ring.newest() is None:
+            return
+        box, self._initial_target = self._initial_target, []
+        outcome = self._set_target(box, 0, "")
+        log = self.get_logger().info if outcome.success else self.get_logger().error
+        log(f"initial_target {box}: {outcome.message}")
+
+    def _publish(self, processed: ProcessedFrame, want_debug: bool) -> None:
+        header = processed.frame.header
+        if processed.error is not None:
+            self.get_logger().warning(f"skipping a frame: {processed.error}", throttle_duration_sec=WARN_THROTTLE_S)
+        elif processed.state != IDLE:
+            detections = Detection2DArray(header=header)
+            if processed.box is not None:
+                detection = self._detection(processed)
+                self._detection_pub.publish(detection)
+                detections.detections.append(detection)
+            self._detections_pub.publish(detections)
+            self._session.output_rate.tick()
+            now_ns = self.get_clock().now().nanoseconds
+            if processed.frame.stamp_ns > 0:
+                latency = (now_ns - processed.frame.stamp_ns) / 1e9
+                self._session.latencies.add("end_to_end", latency)
+                self._last_latency_ms = latency * 1e3
+        self._status_pub.publish(self._status(processed))
+        if want_debug and processed.image is not None:
+            pending = self._clicks.first_click
+            drawn = draw_debug_image(processed.image, processed.state, processed.box, processed.score,
+                                     processed.track_id, processed.label, self._session.output_rate.rate(),
+                                     self._last_latency_ms, pending)
+            debug = fill_image_msg(Image(), drawn)
+            debug.header = header
+            self._debug_pub.publish(debug)
+
+    def _detection(self, processed: ProcessedFrame) -> Detection2D:
+        x, y, w, h = processed.box
+        detection = Detection2D(header=processed.frame.header, id=str(processed.track_id))
+        # Center-based box: a box covering pixels [x, x + w) has its centre at x + w / 2.
+        detection.bbox.center.position.x = x + w / 2.0
+        detection.bbox.center.position.y = y + h / 2.0
+        detection.bbox.center.theta = 0.0
+        detection.bbox.size_x = w
+        detection.bbox.size_y = h
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = processed.label
+        hypothesis.hypothesis.score = float(processed.score)
+        detection.results.append(hypothesis)
+        return detection
+
+    def _status(self, processed: ProcessedFrame) -> TrackerStatus:
+        status = TrackerStatus(header=processed.frame.header)
+        status.state = STATE_CODES.get(processed.state, 0)
+        status.score = float(processed.score) if math.isfinite(processed.score) else 0.0
+        status.track_id = int(processed.track_id)
+        status.label = processed.label
+        if processed.box is not None:
+            status.x, status.y, status.width, status.height = (float(v) for v in processed.box)
+        status.fps = float(self._session.output_rate.rate())
+        status.processing_ms = float(processed.processing_s * 1e3)
+        status.frames_processed = int(self._session.frames_processed)
+        status.dropped_frames = int(self._session.dropped_frames)
+        return status
+
+    # -- diagnostics ---------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        statuses = self._updater.collect()
+        array = diag.to_diagnostic_array(statuses, self.get_clock().now().to_msg(), DiagnosticArray,
+                                         DiagnosticStatus, KeyValue)
+        self._diagnostics_pub.publish(array)
+
+    def _diag_tracking(self, status: diag.StatusWrapper) -> None:
+        session = self._session
+        state, score = session.state, session.score
+        if state == IDLE:
+            status.summary(diag.OK, "no target set (call set_target or click twice)")
+        elif state == LOST:
+            status.summary(diag.WARN, f"target {session.track_id} lost")
+        elif self._cfg["diagnostics.score_warn"] > 0 and score < self._cfg["diagnostics.score_warn"]:
+            status.summary(diag.WARN, f"low score {score:.2f} (< {self._cfg['diagnostics.score_warn']:g})")
+        else:
+            status.summary(diag.OK, f"{state.lower()} target {session.track_id}")
+        status.add("state", state)
+        status.add("score", score)
+        status.add("track id", session.track_id)
+        status.add("label", session.label)
+        box = session.box
+        status.add("box", "" if box is None else ", ".join(f"{v:.1f}" for v in box))
+        status.add("frames processed", session.frames_processed)
+        status.add("bad frames", session.bad_frames)
+        status.add("tracker errors", session.tracker_errors)
+        status.add("last error", session.last_error or "")
+
+    def _diag_latency(self, status: diag.StatusWrapper) -> None:
+        summary = self._session.latencies.summary_ms()
+        e2e = summary.get("end_to_end")
+        if e2e is None:
+            status.summary(diag.OK, "no frames tracked yet")
+        else:
+            level = diag.threshold_level(e2e[1], self._cfg["diagnostics.latency_warn_ms"],
+                                         self._cfg["diagnostics.latency_error_ms"])
+            status.summary(level, f"end-to-end p95 {e2e[1]:.1f} ms" + ("" if level == diag.OK else " (too slow)"))
+        for stage in LATENCY_STAGES:
+            median, p95 = summary.get(stage, (float("nan"), float("nan")))
+            status.add(f"{stage} median ms", median)
+            status.add(f"{stage} p95 ms", p95)
+        status.add("window", self._cfg["diagnostics.window"])
+
+    def _diag_rates(self, status: diag.StatusWrapper) -> None:
+        session = self._session
+        received, dropped = session.frames_received, session.dropped_frames
+        last_received, last_dropped = self._last_drop_report
+        self._last_drop_report = (received, dropped)
+        new = received - last_received
+        drop_rate = (dropped - last_dropped) / new if new > 0 else 0.0
+        last = session.input_rate.last()
+        silent = None if last is None else time.monotonic() - last
+        timeout = self._cfg["diagnostics.input_timeout"]
+        topic = self._image_sub.topic_name
+        if last is None:
+            status.summary(diag.WARN, f"no image received yet on {topic}")
+        elif silent > timeout:
+            status.summary(diag.ERROR, f"no image on {topic} for {silent:.1f} s")
+        else:
+            level = diag.threshold_level(drop_rate, self._cfg["diagnostics.drop_rate_warn"],
+                                         self._cfg["diagnostics.drop_rate_error"])
+            status.summary(level, f"{100 * drop_rate:.0f}% of frames dropped" if level != diag.OK else "receiving")
+        status.add("input topic", topic)
+        status.add("input rate hz", session.input_rate.rate())
+        status.add("output rate hz", session.output_rate.rate())
+        status.add("frames received", received)
+        status.add("frames processed", session.frames_processed)
+        status.add("dropped frames", dropped)
+        status.add("drop rate", drop_rate)
+        status.add("bad frames", session.bad_frames)
+
+    def _diag_resources(self, status: diag.StatusWrapper) -> None:
+        rss, peak = process_memory_bytes()
+        limit = self._cfg["diagnostics.rss_warn_mb"] * 1024 * 1024
+        if limit > 0 and rss >= limit:
+            status.summary(diag.WARN, f"RSS {rss / 2**20:.0f} MiB >= {limit / 2**20:.0f} MiB")
+        else:
+            status.summary(diag.OK, f"RSS {rss / 2**20:.0f} MiB")
+        runtime = self._tracker.runtime
+        info = self._tracker.info
+        status.add("model path", str(self._model_path))
+        status.add("model variant", info.variant)
+        status.add("model version", info.model_version)
+        status.add("model file bytes", self._model_path.stat().st_size if self._model_path.is_file() else 0)
+        if self._model_memory is None:  # constant for the loaded model and mode
+            self._model_memory = _model_memory(info.variant, runtime.mode)
+        weight_bytes, peak_bytes, peak_layer = self._model_memory
+        status.add("model weight bytes", weight_bytes)
+        status.add("feature map peak bytes", peak_bytes)
+        status.add("feature map peak layer", peak_layer)
+        status.add("execution mode", runtime.mode)
+        status.add("intra op threads", self._cfg["intra_op_threads"])
+        status.add("providers", ", ".join(runtime.providers))
+        status.add("image conversion", self._converter.backend)
+        status.add("rss bytes", rss)
+        status.add("peak rss bytes", peak)
+
+    # -- shutdown ------------------------------------------------------------------------------------
+    def stop_processing(self) -> None:
+        self._stopping.set()
+        self._session.slot.wake()
+        self._worker.join(timeout=5.0)
+
+
+def _model_memory(variant: str, mode: str) -> tuple[int | str, int | str, str]:
+    """(float32 weight bytes, float32 feature-map peak bytes of the search branch in ``mode``, its layer).
+
+    From the architecture table (siammixer_ros.core.memory); "n/a" for models outside it (test models).
+    """
+    try:
+        from siammixer_ros.core.memory import SiamMixerConfig, count_parameters, feature_memory
+
+        cfg = SiamMixerConfig.for_variant(variant)
+        memory = feature_memory(cfg, mode, bytes_per_element=4)
+        return count_parameters(cfg) * 4, int(memory["live_peak_bytes"]), str(memory["live_peak_layer"])
+    except Exception:
+        return "n/a", "n/a", f"n/a (variant {variant} is not in the architecture table)"
+
+
+def main(args: list[str] | None = None) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    try:
+        node = SiamMixerTrackerNode()
+    except (StartupError, rclpy.exceptions.InvalidParameterValueException,
+            rclpy.exceptions.InvalidParameterTypeException) as exc:
+        logger.error(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop_processing()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

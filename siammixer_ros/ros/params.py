@@ -1,0 +1,216 @@
+"""The node's parameters: names, defaults, ranges and descriptions in one table (no rclpy).
+
+The node declares each with a ``ParameterDescriptor`` built from this table (ranges, read-only flags,
+descriptions shown by ``ros2 param describe`` / rqt), validates changes at run time with
+:func:`validate_change`, and docs/node.md's parameter table comes from :func:`markdown_table`.
+Tracker parameters are passed through to :class:`~siammixer_ros.core.params.TrackerParams` as
+``tracker.<field>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from siammixer_ros.core.params import TrackerParams
+from siammixer_ros.core.runtime import MODES
+
+TRACKER_PREFIX = "tracker."
+INPUT_TYPES = ("raw", "compressed")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    low: float | None = None  # inclusive range, numbers only
+    high: float | None = None
+    step: float = 0  # integer ranges: valid values are low + n * step
+    read_only: bool = False
+    choices: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        d = self.default
+        if isinstance(d, bool):
+            return "bool"
+        if isinstance(d, int):
+            return "int"
+        if isinstance(d, float):
+            return "double"
+        if isinstance(d, str):
+            return "string"
+        if isinstance(d, list) and self.name in _STRING_ARRAYS:
+            return "string[]"
+        return "double[]"
+
+    def range_text(self) -> str:
+        if self.choices:
+            return " \\| ".join(self.choices)
+        if self.low is None:
+            return ""
+        step = f", step {self.step:g}" if self.step and self.step != 1 else ""
+        return f"{self.low:g} .. {self.high:g}{step}"
+
+
+_STRING_ARRAYS = {"providers"}
+
+NODE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "SiamMixer ONNX model file; empty: models/siammixer_xs.onnx installed with the "
+              "package (share/siammixer_ros/models)", read_only=True),
+    ParamSpec("image_topic", "image", "Input image topic (remap it or set it); with input_type compressed the "
+              "node subscribes to <image_topic>/compressed (image_transport's naming)", read_only=True),
+    ParamSpec("input_type", "raw", "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage",
+              read_only=True, choices=INPUT_TYPES),
+    ParamSpec("target_label", "target", "class_id of published detections when SetTarget gives no label"),
+    ParamSpec("execution_mode", "auto", "Search-branch execution: batched, row, patch (least feature-map memory), "
+              "whole (no patching); auto: the runtime's default (batched) for models with patch parts, else whole",
+              read_only=True, choices=("auto", *MODES)),
+    ParamSpec("intra_op_threads", 1, "onnxruntime intra-op threads (0: onnxruntime's default)", 0, 64, 1,
+              read_only=True),
+    ParamSpec("providers", ["CPUExecutionProvider"], "onnxruntime execution providers in order of preference "
+              "(missing ones are skipped; CPU is always last)", read_only=True),
+    ParamSpec("frame_buffer_size", 30, "Recent frames kept for SetTarget requests with a stamp", 1, 600, 1,
+              read_only=True),
+    ParamSpec("stamp_tolerance", 0.02, "SetTarget with a stamp: largest difference (s) to the nearest buffered "
+              "frame's stamp", 0.0, 10.0),
+    ParamSpec("min_target_size", 4.0, "Smallest target box (pixels, each side, after clipping to the image)",
+              1.0, 10000.0),
+    ParamSpec("initial_target", [], "Target [x, y, width, height] (pixels) set on the first frame, for a headless "
+              "start; empty: none", read_only=True),
+    ParamSpec("click_selection", True, "Select the target by two clicks in rqt_image_view (topics "
+              "<image_topic>_mouse_left and ~/debug_image_mouse_left)"),
+    ParamSpec("click_timeout", 10.0, "Seconds after which a lone first click is forgotten", 0.5, 600.0),
+    ParamSpec("publish_debug_image", True, "Publish ~/debug_image (drawn only while it has subscribers)"),
+    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages", 0.1, 60.0),
+    ParamSpec("diagnostics.window", 100, "Samples in the latency windows (median, p95)", 10, 10000, 1),
+    ParamSpec("diagnostics.hardware_id", "", "hardware_id of the diagnostic statuses; empty: the host name"),
+    ParamSpec("diagnostics.latency_warn_ms", 40.0, "End-to-end p95 latency (ms) at or above which latency is WARN "
+              "(0: off)", 0.0, 100000.0),
+    ParamSpec("diagnostics.latency_error_ms", 100.0, "End-to-end p95 latency (ms) at or above which latency is "
+              "ERROR (0: off)", 0.0, 100000.0),
+    ParamSpec("diagnostics.drop_rate_warn", 0.5, "Fraction of input frames dropped (since the last report) at or "
+              "above which rates are WARN (0: off)", 0.0, 1.0),
+    ParamSpec("diagnostics.drop_rate_error", 0.95, "Dropped fraction at or above which rates are ERROR (0: off)",
+              0.0, 1.0),
+    ParamSpec("diagnostics.input_timeout", 2.0, "Seconds without an image after which input is WARN (none yet) "
+              "or ERROR (stopped)", 0.1, 3600.0),
+    ParamSpec("diagnostics.score_warn", 0.3, "Tracking score below which tracking is WARN (0: off); LOST is "
+              "always WARN", 0.0, 1.0),
+    ParamSpec("diagnostics.rss_warn_mb", 0.0, "Process RSS (MiB) at or above which resources are WARN (0: off)",
+              0.0, 1.0e6),
+)
+
+# Ranges of the tracker parameters for their descriptors; TrackerParams checks the cross-field rules.
+_TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
+    "context_amount": (0.0, 4.0, 0),
+    "scale_num": (1, 9, 2),
+    "scale_step": (1.0, 2.0, 0),
+    "scale_penalty": (0.01, 1.0, 0),
+    "scale_lr": (0.0, 1.0, 0),
+    "window_influence": (0.0, 1.0, 0),
+    "response_up": (1, 32, 1),
+    "min_box_size": (1.0, 1000.0, 0),
+    "psr_exclude_radius": (0, 16, 1),
+    "tracking_score": (0.0, 1.0, 0),
+    "tracking_psr": (0.0, 1000.0, 0),
+    "lost_score": (0.0, 1.0, 0),
+    "lost_psr": (0.0, 1000.0, 0),
+    "lost_frames": (1, 1000, 1),
+    "redetect_score": (0.0, 1.0, 0),
+    "redetect_psr": (0.0, 1000.0, 0),
+    "redetect_frames": (1, 1000, 1),
+    "lost_search_growth": (1.0, 10.0, 0),
+    "lost_search_max": (1.0, 10.0, 0),
+    "lost_window_influence": (0.0, 1.0, 0),
+}
+
+
+def _first_doc_line(field_name: str) -> str:
+    return f"TrackerParams.{field_name} (see siammixer_ros/core/params.py); applies to the next target"
+
+
+def tracker_param_specs() -> tuple[ParamSpec, ...]:
+    specs = []
+    defaults = TrackerParams()
+    for f in dataclasses.fields(TrackerParams):
+        default = getattr(defaults, f.name)
+        low, high, step = _TRACKER_RANGES.get(f.name, (None, None, 0))
+        if isinstance(default, int) and not isinstance(default, bool):
+            low = None if low is None else int(low)
+            high = None if high is None else int(high)
+        specs.append(ParamSpec(TRACKER_PREFIX + f.name, default, _first_doc_line(f.name), low, high, step))
+    return tuple(specs)
+
+
+def all_param_specs() -> tuple[ParamSpec, ...]:
+    return NODE_PARAMS + tracker_param_specs()
+
+
+def check_initial_target(value: list[float]) -> str | None:
+    """None if ``value`` is empty or a usable [x, y, w, h]; otherwise why not."""
+    if len(value) == 0:
+        return None
+    if len(value) != 4:
+        return f"initial_target needs 4 numbers [x, y, width, height] or none, got {len(value)}"
+    if not all(math.isfinite(v) for v in value):
+        return f"initial_target {list(value)} contains NaN or infinity"
+    if value[2] <= 0 or value[3] <= 0:
+        return f"initial_target {list(value)} has zero or negative size"
+    return None
+
+
+def tracker_params_from(values: dict[str, Any]) -> TrackerParams:
+    """TrackerParams from ``{"tracker.<field>": value}`` (other keys ignored); raises TrackerParamsError."""
+    fields = {k[len(TRACKER_PREFIX):]: v for k, v in values.items() if k.startswith(TRACKER_PREFIX)}
+    return TrackerParams.from_dict(fields)
+
+
+def validate_change(current: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """Why a set of parameter changes is invalid (None if valid). Ranges and types are checked by rclpy
+    from the descriptors; this checks choices and the rules between parameters."""
+    merged = {**current, **changes}
+    specs = {s.name: s for s in NODE_PARAMS}
+    for name, value in changes.items():
+        spec = specs.get(name)
+        if spec is not None and spec.choices and value not in spec.choices:
+            return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+        if spec is not None and spec.low is not None and isinstance(value, (int, float)):
+            if not (spec.low <= value <= spec.high):
+                return f"{name} must be in {spec.low:g} .. {spec.high:g}, got {value}"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{name} must be finite, got {value}"
+    if "initial_target" in changes:
+        why = check_initial_target(list(changes["initial_target"]))
+        if why:
+            return why
+    for warn_name, error_name in (("diagnostics.latency_warn_ms", "diagnostics.latency_error_ms"),
+                                  ("diagnostics.drop_rate_warn", "diagnostics.drop_rate_error")):
+        warn, error = merged.get(warn_name), merged.get(error_name)
+        if warn and error and warn > error:
+            return f"{warn_name} ({warn:g}) must not exceed {error_name} ({error:g})"
+    if any(k.startswith(TRACKER_PREFIX) for k in changes):
+        try:
+            tracker_params_from(merged)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+    return None
+
+
+def markdown_table() -> str:
+    """The parameter table of docs/node.md."""
+    lines = ["| Parameter | Type | Default | Range | Read-only | Description |",
+             "|---|---|---|---|---|---|"]
+    for spec in all_param_specs():
+        default = spec.default
+        if isinstance(default, str):
+            default = f'"{default}"'
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        description = spec.description.replace("<", "\\<").replace(">", "\\>")
+        lines.append(f"| `{spec.name}` | {spec.kind} | `{default}` | {spec.range_text()} | "
+                     f"{'yes' if spec.read_only else ''} | {description} |")
+    return "\n".join(lines)

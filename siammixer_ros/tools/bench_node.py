@@ -1,0 +1,318 @@
+"""Benchmark of the siammixer_tracker node as deployed: a camera-like publisher at a fixed rate, the node in its
+own process, and a subscriber measuring end-to-end latency (detection receive time - image stamp) and the drop
+rate (published frames without a detection). Writes benchmarks/node.json and benchmarks/node.md.
+
+    python -m siammixer_ros.tools.bench_node                      # 640x480 at 30 Hz, 1 and 2 threads, 3 repeats
+    python -m siammixer_ros.tools.bench_node --model my.onnx --threads 1 --duration 10 --repeats 1
+
+The model: --model, else a random-weight SiamMixer-XS export (realistic compute, NOT a tracker: needs torch for
+the export), else the NCC test model (needs onnx; measures the node's overhead around a near-free network).
+The target is tracked (set_target on the first frame) over a synthetic textured target moving back and forth.
+"Stale" frames are detections whose image waited in the node longer than one frame period before processing
+started (the node's "wait" stage); frames are never queued, so it should stay 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+NODE = "siammixer_tracker"
+
+
+def _log(msg: str) -> None:
+    print(f"[bench_node] {msg}", file=sys.stderr, flush=True)
+
+
+def prepare_model(requested: str | None, workdir: Path) -> tuple[Path, str]:
+    """(model path, description)."""
+    if requested:
+        return Path(requested), f"given: {requested}"
+    xs = workdir / "xs_random.onnx"
+    result = subprocess.run([sys.executable, "-m", "siammixer_ros.model.export", "--variant", "xs", "--random-init",
+                             "--out", str(xs)], capture_output=True, text=True)
+    if result.returncode == 0 and xs.is_file():
+        return xs, "SiamMixer-XS with random weights (siammixer-export --random-init): realistic compute, not trained"
+    _log(f"random XS export unavailable ({result.stderr.strip().splitlines()[-1:] or 'no output'}); "
+         "using the NCC test model")
+    from siammixer_ros.testing.ncc_model import build_ncc_model
+
+    ncc = build_ncc_model(workdir / "ncc.onnx", stride=16)
+    return ncc, "NCC test model (near-free network; measures the node's own overhead)"
+
+
+def make_frames(width: int, height: int, count: int = 90) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """A target moving back and forth (ping-pong, so the loop has no jump)."""
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    w, h = width // 8, height // 8
+    half = count // 2
+    xs = [width * 0.3 + i * width * 0.3 / half for i in range(half)]
+    ys = [height * 0.35 + i * height * 0.2 / half for i in range(half)]
+    path = list(zip(xs, ys, strict=True)) + list(zip(xs[::-1], ys[::-1], strict=True))
+    boxes = [(x, y, float(w), float(h)) for x, y in path]
+    seq = render_sequence(boxes, size=(width, height), seed=11, blob=10.0)
+    return seq.frames, boxes[0]
+
+
+class Client:
+    """Publisher + subscribers + service client in the benchmark process."""
+
+    def __init__(self, namespace: str, frames: list[np.ndarray]) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image
+        from siammixer_interfaces.srv import SetTarget
+        from vision_msgs.msg import Detection2DArray
+
+        from siammixer_ros.ros.image_conversion import fill_image_msg
+
+        self.node = rclpy.create_node(f"bench_node_client_{os.getpid()}")
+        self.namespace = namespace
+        self.messages = []
+        for frame in frames:
+            msg = fill_image_msg(Image(), frame)
+            msg.header.frame_id = "camera"
+            self.messages.append(msg)
+        self.publisher = self.node.create_publisher(Image, f"{namespace}/camera/image", 10)
+        self.received: list[tuple[int, int]] = []  # (stamp ns, receive ns)
+        self.lock = threading.Lock()
+        self.node.create_subscription(Detection2DArray, f"{namespace}/{NODE}/detections", self._on_detections, 100)
+        self.diagnostics: list[Any] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.set_target = self.node.create_client(SetTarget, f"{namespace}/{NODE}/set_target")
+        self.SetTarget = SetTarget
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_detections(self, msg) -> None:
+        now = time.time_ns()
+        with self.lock:
+            self.received.append((msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now))
+
+    def _on_diagnostics(self, msg) -> None:
+        mine = [s for s in msg.status if s.hardware_id == self.namespace]
+        if mine:
+            self.diagnostics.append({s.name: {kv.key: kv.value for kv in s.values} for s in mine})
+
+    def publish(self, index: int) -> int:
+        msg = self.messages[index % len(self.messages)]
+        now = time.time_ns()  # the node's ROS clock is the system clock: stamps are comparable
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        self.publisher.publish(msg)
+        return now
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(5.0)
+        self.node.destroy_node()
+
+
+def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, duration: float, warmup: float,
+             box: tuple[float, ...], env: dict[str, str]) -> dict[str, Any]:
+    namespace = client.namespace
+    args = [sys.executable, "-m", "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}",
+            "-r", f"image:={namespace}/camera/image", "-p", f"model_path:={model}",
+            "-p", f"intra_op_threads:={threads}", "-p", f"execution_mode:={mode}", "-p", "diagnostics.period:=1.0",
+            "-p", f"diagnostics.hardware_id:={namespace}", "-p", "diagnostics.window:=10000"]
+    log = tempfile.NamedTemporaryFile(prefix="bench-node-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while client.publisher.get_subscription_count() < 1 or not client.set_target.service_is_ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the node did not come up: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.05)
+        # First frame until the node has it, then the target.
+        response = None
+        while response is None or not response.success:
+            client.publish(0)
+            time.sleep(0.2)
+            request = client.SetTarget.Request(x=box[0], y=box[1], width=box[2], height=box[3])
+            future = client.set_target.call_async(request)
+            end = time.monotonic() + 10
+            while not future.done() and time.monotonic() < end:
+                time.sleep(0.01)
+            response = future.result() if future.done() else None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"set_target failed: {response}")
+        with client.lock:
+            client.received.clear()
+        client.diagnostics.clear()
+        period = 1.0 / rate
+        published: list[int] = []
+        start = time.monotonic()
+        i = 1
+        while True:
+            target = start + (i - 1) * period
+            now = time.monotonic()
+            if now - start > warmup + duration:
+                break
+            if target > now:
+                time.sleep(target - now)
+            stamp = client.publish(i)
+            if time.monotonic() - start >= warmup:
+                published.append(stamp)
+            i += 1
+        time.sleep(1.0)  # let the last detections and a diagnostics report arrive
+        with client.lock:
+            received = list(client.received)
+        wanted = set(published)
+        latencies = np.array([(r - s) / 1e6 for s, r in received if s in wanted])
+        processed = len(latencies)
+        diag = client.diagnostics[-1] if client.diagnostics else {}
+        latency_diag = diag.get(f"{NODE}: latency", {})
+        stale = None
+        if latency_diag:
+            wait_p95 = float(latency_diag.get("wait p95 ms", "nan"))
+            stale = "none" if wait_p95 <= period * 1e3 else f"wait p95 {wait_p95:.1f} ms > one period"
+        return {
+            "threads": threads, "mode": mode, "published": len(published), "processed": processed,
+            "drop_rate": 1.0 - processed / max(1, len(published)),
+            "latency_ms": {"p50": float(np.percentile(latencies, 50)) if processed else None,
+                           "p95": float(np.percentile(latencies, 95)) if processed else None,
+                           "max": float(latencies.max()) if processed else None},
+            "output_rate_hz": processed / duration,
+            "node_diagnostics": {k: latency_diag.get(k) for k in sorted(latency_diag)},
+            "node_rates": diag.get(f"{NODE}: rates", {}),
+            "stale_frames": stale,
+        }
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(10)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def _median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    cfg = results["config"]
+    lines = [
+        "# siammixer_tracker node: end-to-end latency and drops",
+        "",
+        f"{cfg['width']}x{cfg['height']} `bgr8` images published at {cfg['rate_hz']:g} Hz for {cfg['duration_s']:g} s "
+        f"(after {cfg['warmup_s']:g} s warm-up), target tracked; {cfg['repeats']} run(s) per row, medians shown.",
+        f"Model: {cfg['model']}. Machine: {cfg['machine']}. Command: `{cfg['command']}`.",
+        "",
+        "Latency = detection received by a subscriber - image header stamp (publish time). Drop rate = published "
+        "frames without a detection (the node processes the newest frame and drops the rest, by design).",
+        "",
+        "| threads | mode | p50 ms | p95 ms | max ms | drop rate | output Hz | node wait p95 ms | stale frames |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["summary"]:
+        def fmt(v: float | None, spec: str = ".1f") -> str:
+            return "n/a" if v is None else format(v, spec)
+
+        lines.append(f"| {row['threads']} | {row['mode']} | {fmt(row['p50_ms'])} | {fmt(row['p95_ms'])} | "
+                     f"{fmt(row['max_ms'])} | {fmt(row['drop_rate'], '.2f')} | {fmt(row['output_rate_hz'])} | "
+                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} |")
+    target = results["target"]
+    lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
+              f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
+    out.with_suffix(".md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model file (default: random XS export, else the NCC test model)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--mode", default="auto", help="execution_mode of the node")
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "node"), help="output path without suffix")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    profile = REPO / "config" / "fastdds_localhost.xml"
+    if profile.is_file():
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    import rclpy
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-node-"))
+    model, model_text = prepare_model(args.model, workdir)
+    frames, box = make_frames(width, height)
+    rclpy.init()
+    namespace = f"/bench_{os.getpid()}"
+    client = Client(namespace, frames)
+    runs = []
+    try:
+        for threads in args.threads:
+            for repeat in range(args.repeats):
+                _log(f"threads {threads}, run {repeat + 1}/{args.repeats}")
+                result = run_once(client, model, threads, args.mode, args.rate, args.duration, args.warmup, box,
+                                  dict(os.environ))
+                _log(f"  p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
+                     f"drop rate {result['drop_rate']:.2f}")
+                runs.append(result)
+    finally:
+        client.close()
+        rclpy.try_shutdown()
+    summary = []
+    for threads in args.threads:
+        mine = [r for r in runs if r["threads"] == threads]
+        waits = [float(r["node_diagnostics"].get("wait p95 ms") or "nan") for r in mine]
+        waits = [w for w in waits if w == w]
+        summary.append({
+            "threads": threads, "mode": args.mode,
+            "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
+            "p95_ms": _median([r["latency_ms"]["p95"] for r in mine]),
+            "max_ms": _median([r["latency_ms"]["max"] for r in mine]),
+            "drop_rate": _median([r["drop_rate"] for r in mine]),
+            "output_rate_hz": _median([r["output_rate_hz"] for r in mine]),
+            "node_wait_p95_ms": _median(waits) if waits else None,
+            "stale": "none" if all(r["stale_frames"] == "none" for r in mine) else
+            "; ".join(str(r["stale_frames"]) for r in mine),
+        })
+    met = {f"{s['threads']} thread(s)": ("yes" if s["p95_ms"] is not None and s["p95_ms"] <= 40.0
+                                         and s["stale"] == "none" else "no") for s in summary}
+    command = "python -m siammixer_ros.tools.bench_node " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = {
+        "config": {"model": model_text, "model_path": str(model), "width": width, "height": height,
+                   "rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
+                   "repeats": args.repeats, "mode": args.mode, "command": command.strip(),
+                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                              "shared with other jobs (noisy)"},
+        "summary": summary,
+        "target": {"p95_ms": 40.0, "met": met},
+        "runs": runs,
+    }
+    write_report(results, Path(args.out))
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

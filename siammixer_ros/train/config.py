@@ -1,0 +1,133 @@
+"""Training configuration: nested dataclasses read from / written to YAML.
+
+Unknown keys are an error (a typo must not silently train with a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siammixer_ros.train.data import AugmentConfig, PairConfig
+
+
+@dataclass
+class LabelConfig:
+    pos_radius: float = 16.0   # px in the search crop (SiamFC: R = 16)
+    neg_radius: float = 16.0   # cells between pos_radius and neg_radius are ignored
+
+
+@dataclass
+class LossConfig:
+    triplet_weight: float = 1.0
+    distill_weight: float = 0.0           # 0 disables the teacher
+    distill_mode: str = "bce"             # "bce" (per cell) or "kl" (spatial distribution)
+    distill_temperature: float = 1.0
+    teacher_dir: str | None = None        # default ../shared/peers/nanotrack_v2
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"                   # "adamw" or "sgd"
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.02            # cosine decays to lr * min_lr_ratio
+    warmup_pairs: int = 3000
+    weight_decay: float = 1e-4
+    momentum: float = 0.9                 # SGD only
+    grad_clip: float = 10.0               # max gradient norm of the backbone (the head is not clipped)
+    head_lr_mult: float = 0.01            # LR factor of the head's scalar scale and bias
+    batch_size: int = 32
+
+
+@dataclass
+class ScheduleConfig:
+    total_pairs: int = 150_000            # the cosine schedule's length; training stops there
+    checkpoint_every_s: float = 300.0
+    val_every_pairs: int = 6_400
+    tracking_val_every_pairs: int = 25_600  # 0 disables the tracking validation
+
+
+@dataclass
+class ValConfig:
+    pairs: int = 256                      # fixed validation pairs from the validation split
+    seed: int = 12345
+    select_metric: str = "val_peak_hit"   # higher is better; "val_track_auc" once tracking validation runs
+    tracking_sequences: list[str] = field(default_factory=lambda: [
+        "building4", "wakeboard7", "BikerDrone", "Football1", "DragonBaby", "Skiing", "MotorRolling",
+        "bag", "ball1", "antiuav_ir_4", "antiuav_ir_5"])
+    tracking_max_frames: int = 60         # first frames of each sequence (cheap, in-process)
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "xs"
+    seed: int = 0
+    threads: int = 1
+    channels_last: bool = True
+    prefetch: bool = True                 # build the next batch in a thread while this one trains
+    data_dir: str | None = None           # default ../shared/data beside the repository
+    cache_dir: str | None = None          # default $SIAMMIXER_CACHE or ~/.cache/siammixer_ros
+    val_sequences: list[str] | None = None  # default: the shared README's validation split
+    pairs: PairConfig = field(default_factory=PairConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    init_checkpoint: str | None = None    # start from these weights (not a resume: fresh optimiser/step)
+
+
+def _build(cls: type, values: dict[str, Any] | None, where: str) -> Any:
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config keys in {where or 'top level'}: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}".lstrip("."))
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any] | None) -> TrainConfig:
+    return _build(TrainConfig, values, "")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+    return convert(cfg)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+__all__ = ["AugmentConfig", "LabelConfig", "LossConfig", "OptimConfig", "PairConfig", "ScheduleConfig",
+           "TrainConfig", "ValConfig", "config_from_dict", "config_to_dict", "load_config", "save_config"]

@@ -1,0 +1,361 @@
+"""The training loop: pairs -> loss -> AdamW/SGD with warm-up + cosine LR; CSV logs, checkpoints, resume.
+
+A run directory holds::
+
+    config.yaml          the configuration the run started with (a resume reads it back)
+    log.csv              one row per step: pairs seen, LR, losses, gradient norm, throughput
+    val.csv              one row per validation: pair metrics and, less often, tracking AUC
+    checkpoints/last.pt  model, optimiser, step, pairs seen, best metric (written every few minutes,
+                         on SIGINT/SIGTERM and at the end; atomically, so a kill never leaves half a file)
+    checkpoints/best.pt  the weights with the best selection metric so far
+    checkpoints/pairs_<N>.pt  a snapshot at every tracking validation (candidates for the full evaluation)
+
+Each batch is drawn with its own RNG seeded by ``(seed, step)``, so a resumed run continues with exactly
+the batches an uninterrupted run would have drawn, whatever the prefetch thread had queued.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
+from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
+from siammixer_ros.train.data import PairSampler, StillImages, collate, split_sequences
+from siammixer_ros.train.losses import distillation_loss, joint_loss
+
+LOG_FIELDS = ["step", "pairs", "elapsed_s", "lr", "loss", "logistic", "triplet", "distill", "grad_norm",
+              "pairs_per_s", "data_wait_s", "head_scale", "head_bias"]
+
+
+def lr_at(cfg: TrainConfig, pairs: int) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio`` at ``total_pairs``."""
+    o, total = cfg.optim, max(cfg.schedule.total_pairs, 1)
+    if pairs < o.warmup_pairs:
+        return o.lr * (0.1 + 0.9 * pairs / max(o.warmup_pairs, 1))
+    progress = min(1.0, (pairs - o.warmup_pairs) / max(total - o.warmup_pairs, 1))
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    from siammixer_ros.model.network import SiamMixer
+
+    model = SiamMixer(variant=cfg.variant)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    # No weight decay on norms and biases. The head's scalar scale (init 1e-3) and bias get their own,
+    # smaller LR: an Adam step moves a parameter by ~lr whatever its size, and at lr 2e-3 the scale
+    # collapsed to zero in the first hundred steps (measured), taking the response with it.
+    decay, no_decay, head = [], [], []
+    for name, p in model.named_parameters():
+        if name.startswith("head_module."):
+            head.append(p)
+        else:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
+              {"params": head, "weight_decay": 0.0, "lr_mult": cfg.optim.head_lr_mult}]
+    if cfg.optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=True)
+    raise ValueError(f"unknown optimiser {cfg.optim.name!r}; use 'adamw' or 'sgd'")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class BatchSource:
+    """Builds batch ``step`` from its own RNG; optionally one step ahead in a background thread."""
+
+    def __init__(self, sampler: PairSampler, cfg: TrainConfig, teacher: Any | None, prefetch: bool) -> None:
+        self.sampler, self.cfg, self.teacher = sampler, cfg, teacher
+        self.prefetch = prefetch
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._next_step: int | None = None
+
+    def make(self, step: int) -> dict[str, np.ndarray]:
+        self.sampler.rng = np.random.default_rng([self.cfg.seed, step])
+        pairs = [self.sampler.sample() for _ in range(self.cfg.optim.batch_size)]
+        batch = collate(pairs, self.cfg.labels.pos_radius, self.cfg.labels.neg_radius)
+        batch["kinds"] = np.array([p.kind for p in pairs])
+        if self.teacher is not None:
+            batch["teacher"] = self.teacher.logits(np.stack([p.template for p in pairs]),
+                                                   np.stack([p.search for p in pairs]))
+        return batch
+
+    def _worker(self, start: int) -> None:
+        step = start
+        while not self._stop.is_set():
+            try:
+                item = (step, self.make(step))
+            except Exception as exc:  # surfaced in the main thread
+                item = (step, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            step += 1
+
+    def get(self, step: int) -> dict[str, np.ndarray]:
+        if not self.prefetch:
+            return self.make(step)
+        if self._thread is None or self._next_step != step:
+            self.close()
+            self._stop.clear()
+            self._queue = queue.Queue(maxsize=2)
+            self._thread = threading.Thread(target=self._worker, args=(step,), daemon=True)
+            self._thread.start()
+        got_step, item = self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        assert got_step == step, (got_step, step)
+        self._next_step = step + 1
+        return item
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+        self.out = Path(out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        last = self.ckpt_dir / "last.pt"
+        self.resume_state: dict[str, Any] | None = None
+        if resume:
+            if not last.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+            self.resume_state = torch.load(last, map_location="cpu", weights_only=False)
+            cfg = config_from_dict(self.resume_state["config"]) if cfg is None else cfg
+        elif last.is_file():
+            raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); use --resume or another --out")
+        self.cfg = cfg
+        self.progress = progress
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.out / "config.yaml")
+
+        torch.set_num_threads(max(1, cfg.threads))
+        cv2.setNumThreads(1)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        names = sorted(p.name for p in (data_dir / "sequences").iterdir() if (p / "video.mp4").is_file())
+        val_names = tuple(cfg.val_sequences) if cfg.val_sequences is not None else None
+        train_names, val_names_list = split_sequences(names, val_names) if val_names else split_sequences(names)
+        self.train_names, self.val_names = train_names, val_names_list
+        train_seqs = load_cached_sequences(data_dir, cache_dir, train_names)
+        val_seqs = load_cached_sequences(data_dir, cache_dir, val_names_list)
+        stills = StillImages.load(data_dir) if (data_dir / "still_images").is_dir() else None
+        self.sampler = PairSampler(train_seqs, stills, cfg.pairs, seed=cfg.seed)
+        assert not set(self.sampler.sequence_names) & set(val_names_list), "validation sequence in training"
+
+        from siammixer_ros.train.validate import Validator
+
+        self.validator = Validator(val_seqs, cfg.val.pairs, cfg.val.seed, cfg.val.tracking_sequences,
+                                   cfg.val.tracking_max_frames, cfg.channels_last, cfg.loss.triplet_weight,
+                                   cfg.labels.pos_radius, cfg.labels.neg_radius)
+        self.teacher = None
+        if cfg.loss.distill_weight > 0:
+            from siammixer_ros.train.teacher import NanoTrackTeacher
+
+            self.teacher = NanoTrackTeacher(cfg.loss.teacher_dir, threads=1)
+
+        self.model = build_model(cfg)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.step = 0
+        self.pairs_seen = 0
+        self.elapsed = 0.0
+        self.best_metric = -math.inf
+        self.best_step = -1
+        self.last_val_pairs = 0
+        self.last_track_pairs = 0
+        if self.resume_state is not None:
+            s = self.resume_state
+            self.model.load_state_dict(s["model"])
+            self.optimizer.load_state_dict(s["optimizer"])
+            self.step, self.pairs_seen, self.elapsed = s["step"], s["pairs_seen"], s["elapsed_s"]
+            self.best_metric, self.best_step = s["best_metric"], s["best_step"]
+            self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
+            torch.set_rng_state(s["torch_rng"])
+        elif cfg.init_checkpoint:
+            from siammixer_ros.model.export import load_checkpoint
+
+            load_checkpoint(self.model, cfg.init_checkpoint)
+        self.batches = BatchSource(self.sampler, cfg, self.teacher, cfg.prefetch)
+        self._stop_requested = False
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "pairs_seen": self.pairs_seen, "elapsed_s": self.elapsed, "best_metric": self.best_metric,
+                "best_step": self.best_step, "last_val_pairs": self.last_val_pairs,
+                "last_track_pairs": self.last_track_pairs, "torch_rng": torch.get_rng_state(),
+                "config": config_to_dict(self.cfg), "variant": self.cfg.variant,
+                "train_sequences": self.train_names, "val_sequences": self.val_names,
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def save(self, name: str = "last.pt", extra: dict[str, Any] | None = None) -> Path:
+        state = self.state()
+        if extra:
+            state.update(extra)
+        path = self.ckpt_dir / name
+        atomic_save(state, path)
+        return path
+
+    # -- logging -------------------------------------------------------------------------------------
+    def _append_csv(self, name: str, row: dict[str, Any], fields: list[str] | None = None) -> None:
+        path = self.out / name
+        new = not path.is_file()
+        fields = fields or list(row)
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def validate(self, tracking: bool) -> dict[str, float]:
+        metrics = {"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1)}
+        t0 = time.time()
+        metrics.update(self.validator.pairs_metrics(self.model))
+        if tracking:
+            metrics.update(self.validator.tracking_metrics(self.model))
+        metrics["val_time_s"] = round(time.time() - t0, 1)
+        fields = ["step", "pairs", "elapsed_s", "val_loss", "val_peak_hit", "val_peak_err_px", "val_track_auc",
+                  "val_time_s"] + [f"auc/{n}" for n in self.cfg.val.tracking_sequences]
+        self._append_csv("val.csv", metrics, fields)
+        key = self.cfg.val.select_metric
+        value = metrics.get(key)
+        if value is not None and math.isfinite(value) and value > self.best_metric:
+            self.best_metric, self.best_step = float(value), self.step
+            self.save("best.pt", {"selected_by": key, "selected_value": float(value), "val_metrics": metrics})
+        if tracking:
+            self.save(f"pairs_{self.pairs_seen:07d}.pt", {"val_metrics": metrics})
+        return metrics
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        cfg = self.cfg
+        z, x = torch.from_numpy(batch["template"]), torch.from_numpy(batch["search"])
+        if cfg.channels_last:
+            z, x = z.contiguous(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        labels = torch.from_numpy(batch["label"])
+        lr = lr_at(cfg, self.pairs_seen)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        self.model.train()
+        scores = self.model(z, x)
+        losses = joint_loss(scores, labels, cfg.loss.triplet_weight)
+        total = losses["total"]
+        distill = torch.zeros(())
+        if self.teacher is not None and "teacher" in batch:
+            distill = distillation_loss(scores, torch.from_numpy(batch["teacher"]),
+                                        torch.from_numpy(batch["positive"]), cfg.loss.distill_mode,
+                                        cfg.loss.distill_temperature)
+            total = total + cfg.loss.distill_weight * distill
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"loss is {float(total)} at step {self.step}; lower the LR or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        # Clip the backbone only: the head scale's gradient is the raw correlation (hundreds) and would
+        # dominate a global norm, shrinking every backbone step.
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for n, p in self.model.named_parameters() if not n.startswith("head_module.")], cfg.optim.grad_clip)
+        self.optimizer.step()
+        head = self.model.head_module
+        return {"lr": lr, "loss": float(total.detach()), "logistic": float(losses["logistic"].detach()),
+                "triplet": float(losses["triplet"].detach()), "distill": float(distill.detach()),
+                "grad_norm": float(grad_norm), "head_scale": float(head.scale.detach()),
+                "head_bias": float(head.bias.detach())}
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True
+
+    def run(self, max_steps: int | None = None) -> dict[str, Any]:
+        cfg = self.cfg
+        bs = cfg.optim.batch_size
+        total_steps = math.ceil(cfg.schedule.total_pairs / bs)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=5)
+        last_ckpt = time.time()
+        steps_done = 0
+        last_row: dict[str, Any] = {}
+        try:
+            while self.step < total_steps and not self._stop_requested:
+                if max_steps is not None and steps_done >= max_steps:
+                    break
+                t0 = time.time()
+                batch = self.batches.get(self.step)
+                t1 = time.time()
+                row = self.train_step(batch)
+                t2 = time.time()
+                self.step += 1
+                steps_done += 1
+                self.pairs_seen += bs
+                self.elapsed += t2 - t0
+                row.update({"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1),
+                            "pairs_per_s": bs / max(t2 - t0, 1e-9), "data_wait_s": t1 - t0})
+                self._append_csv("log.csv", row, LOG_FIELDS)
+                last_row = row
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", pps=f"{row['pairs_per_s']:.1f}", lr=f"{row['lr']:.2e}")
+                track_every = cfg.schedule.tracking_val_every_pairs
+                do_track = track_every > 0 and self.pairs_seen - self.last_track_pairs >= track_every
+                if do_track or self.pairs_seen - self.last_val_pairs >= cfg.schedule.val_every_pairs:
+                    metrics = self.validate(tracking=do_track)
+                    self.last_val_pairs = self.pairs_seen
+                    if do_track:
+                        self.last_track_pairs = self.pairs_seen
+                    if bar is not None:
+                        bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in metrics.items() if not k.startswith("auc/")))
+                if time.time() - last_ckpt >= cfg.schedule.checkpoint_every_s:
+                    self.save()
+                    last_ckpt = time.time()
+            finished = self.step >= total_steps
+            if finished:
+                self.validate(tracking=cfg.schedule.tracking_val_every_pairs > 0)
+            self.save()
+        finally:
+            self.batches.close()
+            if bar is not None:
+                bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        return {"step": self.step, "pairs_seen": self.pairs_seen, "finished": self.step >= total_steps,
+                "best_metric": self.best_metric, "best_step": self.best_step, "last": last_row}

@@ -1,0 +1,216 @@
+"""Cheap validation during training, on the validation split only (never trained on).
+
+Two measures:
+
+- Pair validation (every few thousand pairs, ~10 s): a fixed, seeded set of pairs from the
+  validation sequences with the target off-centre (shift jitter only, no photometric change).
+  ``val_loss`` (the joint loss), ``val_peak_hit`` (share of positive pairs whose highest response cell
+  lies within 16 px of the target) and ``val_peak_err_px`` (mean distance of that cell to the target).
+- Tracking validation (less often, ~1 min): a plain SiamFC tracker (3 scales, cosine window, scale
+  penalty and learning rate) running the torch model in eval mode on the first frames of each
+  validation sequence; ``val_track_auc`` is the mean over sequences of the OTB success AUC (21 IoU
+  thresholds in [0, 1], frames without ground truth skipped). It is a selection signal, not the
+  project's evaluation: the reported table comes from ``siammixer_ros.eval`` with the real tracker on
+  the exported model. ``tracking_validator`` in :class:`Validator` is the hook to swap in the toolkit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from siammixer_ros.train.cache import CachedSequence
+from siammixer_ros.train.data import (
+    SEARCH_SIZE,
+    STRIDE,
+    TEMPLATE_SIZE,
+    AugmentConfig,
+    PairConfig,
+    PairSampler,
+    box_center,
+    collate,
+    context_side,
+    crop_linear,
+    response_positions,
+    warp_crop,
+)
+from siammixer_ros.train.losses import joint_loss
+
+
+def validation_pairs(sequences: list[CachedSequence], count: int, seed: int, max_gap: int = 50) -> list:
+    """A fixed set of validation pairs: 80 % positive video pairs, 20 % negatives across sequences."""
+    augment = AugmentConfig(flip=0.0, rotation_deg=0.0, brightness=(1.0, 1.0), search_shift=48.0,
+                            search_scale=0.1, template_shift=0.0, template_scale=0.0, stretch=0.0, blur=0.0,
+                            motion_blur=0.0, grayscale=0.0, color=0.0, noise=0.0)
+    cfg = PairConfig(sources={"video": 0.8, "negative": 0.2}, max_gap=max_gap, min_box=4.0,
+                     sequence_weight_power=0.0, augment=augment)
+    sampler = PairSampler(sequences, None, cfg, seed=seed)
+    return [sampler.sample() for _ in range(count)]
+
+
+@torch.no_grad()
+def pair_metrics(model: torch.nn.Module, pairs: list, batch_size: int = 32, channels_last: bool = True,
+                 triplet_weight: float = 1.0, pos_radius: float = 16.0, neg_radius: float = 16.0) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    positions = response_positions().reshape(-1, 2)
+    losses, hits, errs = [], [], []
+    try:
+        for start in range(0, len(pairs), batch_size):
+            batch = collate(pairs[start:start + batch_size], pos_radius, neg_radius)
+            z, x = torch.from_numpy(batch["template"]), torch.from_numpy(batch["search"])
+            if channels_last:
+                z, x = z.contiguous(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            scores = model(z, x)
+            labels = torch.from_numpy(batch["label"])
+            losses.append(float(joint_loss(scores, labels, triplet_weight)["total"]) * len(z))
+            flat = scores.reshape(len(z), -1).numpy()
+            for b in np.flatnonzero(batch["positive"]):
+                peak = positions[int(np.argmax(flat[b]))]
+                err = float(np.linalg.norm(peak - batch["target_xy"][b]))
+                errs.append(err)
+                hits.append(err <= 16.0)
+    finally:
+        model.train(was_training)
+    return {"val_loss": sum(losses) / len(pairs), "val_peak_hit": float(np.mean(hits)) if hits else float("nan"),
+            "val_peak_err_px": float(np.mean(errs)) if errs else float("nan")}
+
+
+# --- a plain SiamFC tracker on the torch model (selection signal only) --------------------------------
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of (N,4) x,y,w,h boxes row by row."""
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(ay2, by2) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def success_auc(pred: np.ndarray, gt: np.ndarray) -> float:
+    """OTB success AUC: mean over 21 IoU thresholds in [0, 1] of the share of frames above them."""
+    valid = np.isfinite(gt).all(axis=1)
+    if not valid.any():
+        return float("nan")
+    overlaps = iou(pred[valid], gt[valid])
+    thresholds = np.linspace(0, 1, 21)
+    return float(np.mean([(overlaps > t).mean() for t in thresholds]))
+
+
+class TorchSiamFC:
+    """SiamFC inference (3 scales) with the torch model; boxes x, y, w, h."""
+
+    def __init__(self, model: torch.nn.Module, scale_step: float = 1.0375, scale_penalty: float = 0.9745,
+                 scale_lr: float = 0.59, window_influence: float = 0.176, upscale: int = 16,
+                 channels_last: bool = True) -> None:
+        self.model = model
+        self.scales = scale_step ** np.array([-1.0, 0.0, 1.0])
+        self.scale_penalty, self.scale_lr, self.window_influence = scale_penalty, scale_lr, window_influence
+        self.upscale = upscale
+        self.channels_last = channels_last
+        r = 9 * upscale
+        hann = np.hanning(r)
+        window = np.outer(hann, hann)
+        self.window = window / window.sum()
+
+    def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
+        t = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32))
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
+
+    @torch.no_grad()
+    def init(self, image: np.ndarray, box: np.ndarray) -> None:
+        self.center = box_center(box)
+        self.size = np.array([box[2], box[3]], dtype=np.float64)
+        self.pad = tuple(cv2.mean(image)[:3])
+        side = context_side(*self.size)
+        crop = warp_crop(image, self.center, crop_linear(side, TEMPLATE_SIZE), TEMPLATE_SIZE, self.pad)
+        self.zf = self.model.template_features(self._tensor([crop]))
+
+    @torch.no_grad()
+    def update(self, image: np.ndarray) -> np.ndarray:
+        side_x = 2.0 * context_side(*self.size)
+        crops = [warp_crop(image, self.center, crop_linear(side_x * s, SEARCH_SIZE), SEARCH_SIZE, self.pad)
+                 for s in self.scales]
+        responses = self.model.head(self.zf, self.model.search_features(self._tensor(crops)))[:, 0].numpy()
+        r = responses.shape[-1] * self.upscale
+        up = np.stack([cv2.resize(resp, (r, r), interpolation=cv2.INTER_CUBIC) for resp in responses])
+        peaks = up.reshape(3, -1).max(1) * np.array([self.scale_penalty, 1.0, self.scale_penalty])
+        k = int(np.argmax(peaks))
+        resp = up[k] - up[k].min()
+        resp = resp / max(resp.sum(), 1e-12)
+        resp = (1 - self.window_influence) * resp + self.window_influence * self.window
+        iy, ix = np.unravel_index(int(np.argmax(resp)), resp.shape)
+        # Upsampled pixel (r-1)/2 is the crop centre; one upsampled pixel = stride/upscale crop pixels.
+        disp_crop = (np.array([ix, iy]) - (r - 1) / 2.0) * STRIDE / self.upscale
+        self.center = self.center + disp_crop * side_x * self.scales[k] / SEARCH_SIZE
+        scale = (1 - self.scale_lr) + self.scale_lr * self.scales[k]
+        self.size = np.clip(self.size * scale, 4.0, None)
+        h, w = image.shape[:2]
+        self.center = np.clip(self.center, 0, [w - 1, h - 1])
+        return np.array([self.center[0] - (self.size[0] - 1) / 2, self.center[1] - (self.size[1] - 1) / 2,
+                         self.size[0], self.size[1]])
+
+
+def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
+                 channels_last: bool = True) -> dict[str, float]:
+    """``{"val_track_auc": mean, "auc/<seq>": ...}``: one pass from the first annotated frame."""
+    was_training = model.training
+    model.eval()
+    result: dict[str, float] = {}
+    try:
+        for seq in sequences:
+            valid = seq.valid_indices(1.0)
+            if len(valid) == 0:
+                continue
+            first = int(valid[0])
+            last = min(len(seq), first + max_frames)
+            tracker = TorchSiamFC(model, channels_last=channels_last)
+            tracker.init(seq.frame(first), seq.boxes[first])
+            preds = [seq.boxes[first]]
+            for idx in range(first + 1, last):
+                preds.append(tracker.update(seq.frame(idx)))
+            # The init frame is not scored (OTB scores it, but it is given; excluding it is stricter).
+            result[f"auc/{seq.name}"] = success_auc(np.array(preds[1:]), seq.boxes[first + 1:last])
+    finally:
+        model.train(was_training)
+    aucs = [v for v in result.values() if math.isfinite(v)]
+    result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return result
+
+
+class Validator:
+    """Runs the validation measures; ``tracking_validator`` is the hook for the evaluation toolkit.
+
+    ``tracking_validator(model) -> dict`` with at least ``val_track_auc``; the default runs
+    :func:`tracking_auc` in process.
+    """
+
+    def __init__(self, sequences: list[CachedSequence], pair_count: int, seed: int, tracking_names: list[str],
+                 tracking_max_frames: int, channels_last: bool = True, triplet_weight: float = 1.0,
+                 pos_radius: float = 16.0, neg_radius: float = 16.0,
+                 tracking_validator: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> None:
+        self.pairs = validation_pairs(sequences, pair_count, seed) if pair_count > 0 else []
+        self.channels_last = channels_last
+        self.triplet_weight, self.pos_radius, self.neg_radius = triplet_weight, pos_radius, neg_radius
+        by_name = {s.name: s for s in sequences}
+        self.tracking_sequences = [by_name[n] for n in tracking_names if n in by_name]
+        self.tracking_max_frames = tracking_max_frames
+        self.tracking_validator = tracking_validator or (
+            lambda model: tracking_auc(model, self.tracking_sequences, self.tracking_max_frames, self.channels_last))
+
+    def pairs_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        if not self.pairs:
+            return {}
+        return pair_metrics(model, self.pairs, channels_last=self.channels_last, triplet_weight=self.triplet_weight,
+                            pos_radius=self.pos_radius, neg_radius=self.neg_radius)
+
+    def tracking_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        if not self.tracking_sequences:
+            return {}
+        return self.tracking_validator(model)

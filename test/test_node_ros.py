@@ -1,0 +1,385 @@
+"""The siammixer_tracker node as a real ROS 2 process (rclpy), driven from this test process as a user would:
+publish synthetic camera frames, choose the target with ~/set_target or rqt-style clicks, and check the
+vision_msgs detections, the diagnostics, the parameter checks and the dropping of frames that arrive while
+the node is busy. The node runs the real pipeline on the NCC test model (no trained model needed)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+import pytest
+from ros_helpers import (
+    DISCOVERY_TIMEOUT_S,
+    ProcessLauncher,
+    RosTestNode,
+    apply_ros_environment,
+    requires_rclpy,
+    ros_environment,
+    unique_namespace,
+    wait_until,
+)
+
+pytestmark = requires_rclpy
+
+SIZE = (320, 240)
+# The target moves 5 px right and 3 px down per frame: 40 frames stay inside the image.
+BOXES = [(50.0 + 5 * i, 40.0 + 3 * i, 56.0, 44.0) for i in range(40)]
+NODE = "siammixer_tracker"
+STAMP_BASE_S = 1000
+
+
+def stamp_of(i: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=STAMP_BASE_S + i // 100, nanosec=(i % 100) * 10_000_000)
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
+    from siammixer_ros.testing.ncc_model import build_ncc_model
+
+    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    return render_sequence(BOXES, size=SIZE, seed=5, blob=10.0).frames
+
+
+@pytest.fixture(scope="module")
+def client():
+    apply_ros_environment()
+    node = RosTestNode("node_test_client")
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    processes = ProcessLauncher(ros_environment())
+    yield processes
+    processes.stop_all()
+
+
+def start_tracker(launcher: ProcessLauncher, model_path, namespace: str, *params: str, name: str = "tracker"):
+    args = ["--ros-args", "-r", f"__ns:={namespace}", "-r", f"image:={namespace}/camera/image",
+            "-p", f"model_path:={model_path}", "-p", "execution_mode:=whole", "-p", "diagnostics.period:=0.3",
+            "-p", f"diagnostics.hardware_id:={namespace}", "-p", "target_label:=drone"]
+    for param in params:
+        args += ["-p", param]
+    process = launcher.start_python_module("siammixer_ros.ros.node", *args, name=name)
+    process.wait_for_output(r"tracking on /")
+    return process
+
+
+class TrackerClient:
+    """Publishers, subscriptions and service clients for one tracker node in ``namespace``."""
+
+    def __init__(self, client: RosTestNode, namespace: str, compressed: bool = False) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import Point
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+        from siammixer_interfaces.msg import TrackerStatus
+        from siammixer_interfaces.srv import SetTarget
+        from std_srvs.srv import Trigger
+        from vision_msgs.msg import Detection2D, Detection2DArray
+
+        node = client.node
+        self.client = client
+        self.namespace = namespace
+        self.compressed = compressed
+        prefix = f"{namespace}/{NODE}"
+        topic = f"{namespace}/camera/image" + ("/compressed" if compressed else "")
+        self.image_pub = node.create_publisher(CompressedImage if compressed else Image, topic, 10)
+        self.click_pub = node.create_publisher(Point, f"{namespace}/camera/image_mouse_left", 10)
+        self.detections = client.collect(Detection2D, f"{prefix}/detection")
+        self.arrays = client.collect(Detection2DArray, f"{prefix}/detections")
+        self.statuses = client.collect(TrackerStatus, f"{prefix}/status")
+        self.debug_images = client.collect(Image, f"{prefix}/debug_image", qos_profile_sensor_data)
+        self.diagnostics = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.set_target_client = node.create_client(SetTarget, f"{prefix}/set_target")
+        self.stop_client = node.create_client(Trigger, f"{prefix}/stop")
+        self._set_target_type = SetTarget
+        self._trigger_type = Trigger
+        client.wait_for_subscribers(self.image_pub)
+
+    def _on_diagnostics(self, msg) -> None:
+        mine = [s for s in msg.status if s.hardware_id == self.namespace]
+        if mine:
+            self.diagnostics.append(mine)
+
+    def publish(self, frame: np.ndarray, i: int, encoding: str = "bgr8") -> None:
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from siammixer_ros.ros.image_conversion import encode_compressed, fill_image_msg
+
+        if self.compressed:
+            msg = CompressedImage(format="bgr8; jpeg compressed bgr8", data=encode_compressed(frame, "jpeg", 95))
+        else:
+            msg = fill_image_msg(Image(), frame)
+            msg.encoding = encoding
+        msg.header.stamp = stamp_of(i)
+        msg.header.frame_id = "camera"
+        self.image_pub.publish(msg)
+
+    def status_for(self, i: int):
+        wanted = stamp_ns(stamp_of(i))
+        return next((s for s in self.statuses if stamp_ns(s.header.stamp) == wanted), None)
+
+    def detection_for(self, i: int):
+        wanted = stamp_ns(stamp_of(i))
+        return next((d for d in self.detections if stamp_ns(d.header.stamp) == wanted), None)
+
+    def publish_until_processed(self, frame: np.ndarray, i: int) -> None:
+        """Publish frame i (again, best effort) until the node reports it processed."""
+        deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+        while self.status_for(i) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the node did not process frame {i} within {DISCOVERY_TIMEOUT_S:.0f} s")
+            self.publish(frame, i)
+            time.sleep(0.05)
+
+    def set_target(self, box, stamp=None, label: str = ""):
+        request = self._set_target_type.Request(x=float(box[0]), y=float(box[1]), width=float(box[2]),
+                                                height=float(box[3]), label=label)
+        if stamp is not None:
+            request.stamp = stamp
+        return self.client.call_service(self.set_target_client, request)
+
+    def stop(self):
+        return self.client.call_service(self.stop_client, self._trigger_type.Request())
+
+    def latest_diagnostics(self) -> dict[str, tuple[int, str, dict[str, str]]]:
+        from siammixer_ros.ros.diagnostics import level_from_msg
+
+        statuses = self.diagnostics[-1]
+        return {s.name: (level_from_msg(s.level), s.message, {kv.key: kv.value for kv in s.values}) for s in statuses}
+
+
+def centre_error(detection, truth) -> float:
+    cx, cy = truth[0] + truth[2] / 2, truth[1] + truth[3] / 2
+    return math.hypot(detection.bbox.center.position.x - cx, detection.bbox.center.position.y - cy)
+
+
+@pytest.fixture(scope="module")
+def raw(client, launcher, model_path):
+    namespace = unique_namespace("tracker")
+    process = start_tracker(launcher, model_path, namespace)
+    tracker = TrackerClient(client, namespace)
+    tracker.process = process
+    return tracker
+
+
+# -- raw images, service selection ---------------------------------------------------------------------------
+def test_set_target_before_any_image_is_refused(raw):
+    response = raw.set_target(BOXES[0])
+    assert not response.success and "no image received yet" in response.message and response.track_id == 0
+
+
+def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
+    raw.publish_until_processed(frames[0], 0)
+    response = raw.set_target(BOXES[0])
+    assert response.success, response.message
+    assert response.track_id >= 1 and stamp_ns(response.frame_stamp) == stamp_ns(stamp_of(0))
+    assert (response.used_x, response.used_y, response.used_width, response.used_height) == BOXES[0]
+    for i in range(1, 12):
+        raw.publish(frames[i], i)
+        time.sleep(0.06)
+    wait_until(lambda: raw.detection_for(11), DISCOVERY_TIMEOUT_S, "the detection of frame 11")
+    followed = [(i, raw.detection_for(i)) for i in range(1, 12) if raw.detection_for(i) is not None]
+    assert len(followed) >= 6  # best-effort transport at 16 Hz: nearly all arrive
+    for i, detection in followed:
+        assert detection.header.frame_id == "camera"
+        assert detection.id == str(response.track_id)
+        assert detection.results[0].hypothesis.class_id == "drone"  # the target_label parameter
+        assert 0.5 < detection.results[0].hypothesis.score <= 1.0
+        assert abs(detection.bbox.size_x - BOXES[i][2]) < 8 and abs(detection.bbox.size_y - BOXES[i][3]) < 8
+        assert centre_error(detection, BOXES[i]) < 4.0, f"frame {i}"
+    array = next(a for a in raw.arrays if stamp_ns(a.header.stamp) == stamp_ns(stamp_of(11)))
+    assert len(array.detections) == 1 and array.detections[0].id == str(response.track_id)
+    assert raw.status_for(11).state == 1  # TRACKING
+
+
+@pytest.mark.parametrize("box,reason", [
+    ((10.0, 10.0, 0.0, 20.0), "zero or negative width"),
+    ((1000.0, 900.0, 20.0, 20.0), "outside the 320x240 image"),
+    ((float("nan"), 10.0, 20.0, 20.0), "NaN"),
+])
+def test_bad_boxes_get_success_false_with_the_reason(raw, box, reason):
+    response = raw.set_target(box)
+    assert not response.success and reason in response.message and response.track_id == 0
+
+
+def test_unbuffered_stamp_is_refused_with_the_reason(raw):
+    from builtin_interfaces.msg import Time
+
+    response = raw.set_target(BOXES[0], stamp=Time(sec=5, nanosec=0))
+    assert not response.success and "no longer buffered" in response.message
+
+
+def test_bad_images_are_skipped_and_the_node_keeps_tracking(raw, frames):
+    raw.publish(frames[12], 12, encoding="yuv422")  # wrong encoding
+    time.sleep(0.1)
+    raw.publish(frames[13], 13, encoding="32FC1")
+    time.sleep(0.1)
+    raw.publish(frames[14], 14)
+    wait_until(lambda: raw.detection_for(14), DISCOVERY_TIMEOUT_S, "the detection of frame 14")
+    assert raw.detection_for(12) is None and raw.detection_for(13) is None
+    assert centre_error(raw.detection_for(14), BOXES[14]) < 6.0
+    assert raw.process.poll() is None
+    assert "unsupported image encoding" in raw.process.output()
+
+
+def test_diagnostics_carry_the_documented_keys(raw):
+    wait_until(lambda: raw.diagnostics and "siammixer_tracker: latency" in raw.latest_diagnostics()
+               and raw.latest_diagnostics()["siammixer_tracker: latency"][2].get("end_to_end p95 ms") != "nan",
+               DISCOVERY_TIMEOUT_S, "diagnostics with latencies")
+    diagnostics = raw.latest_diagnostics()
+    assert set(diagnostics) == {f"{NODE}: tracking", f"{NODE}: latency", f"{NODE}: rates",
+                                f"{NODE}: model and resources"}
+    _, _, latency = diagnostics[f"{NODE}: latency"]
+    for stage in ("crop", "inference_search", "inference_head", "postprocess", "end_to_end"):
+        for stat in ("median", "p95"):
+            assert float(latency[f"{stage} {stat} ms"]) >= 0.0
+    level, _, rates = diagnostics[f"{NODE}: rates"]
+    for key in ("input rate hz", "output rate hz", "dropped frames", "drop rate", "frames received", "bad frames"):
+        assert key in rates
+    assert int(rates["bad frames"]) >= 2
+    _, _, resources = diagnostics[f"{NODE}: model and resources"]
+    assert int(resources["rss bytes"]) > 10_000_000 and int(resources["peak rss bytes"]) >= int(resources["rss bytes"])
+    assert resources["providers"] == "CPUExecutionProvider" and resources["execution mode"] == "whole"
+    assert "model weight bytes" in resources and "feature map peak bytes" in resources
+    level, message, tracking = diagnostics[f"{NODE}: tracking"]
+    assert tracking["state"] == "TRACKING" and 0.0 < float(tracking["score"]) <= 1.0 and level == 0
+
+
+def test_stamped_selection_uses_the_frame_with_that_stamp(raw, frames):
+    raw.stop()
+    for i in range(15, 27):
+        raw.publish(frames[i], i)
+        time.sleep(0.03)
+    wait_until(lambda: raw.status_for(26), DISCOVERY_TIMEOUT_S, "the status of frame 26")
+    if raw.status_for(17) is None:
+        pytest.skip("frame 17 was lost by the best-effort transport")
+    # The operator drew the box on frame 17; the video is at frame 26.
+    response = raw.set_target(BOXES[17], stamp=stamp_of(17))
+    assert response.success, response.message
+    assert stamp_ns(response.frame_stamp) == stamp_ns(stamp_of(17)) and "caught up" in response.message
+    raw.publish(frames[27], 27)
+    wait_until(lambda: raw.detection_for(27), DISCOVERY_TIMEOUT_S, "the detection of frame 27")
+    assert centre_error(raw.detection_for(27), BOXES[27]) < 5.0
+
+
+def test_two_clicks_in_rqt_image_view_select_the_target(raw, frames):
+    from geometry_msgs.msg import Point
+
+    raw.stop()
+    raw.publish_until_processed(frames[28], 28)
+    x, y, w, h = BOXES[28]
+    raw.click_pub.publish(Point(x=x + w, y=y + h, z=0.0))  # any two opposite corners
+    time.sleep(0.1)
+    raw.click_pub.publish(Point(x=x, y=y, z=0.0))
+    wait_until(lambda: "click selection" in raw.process.output(), DISCOVERY_TIMEOUT_S, "the click selection")
+    raw.publish(frames[29], 29)
+    wait_until(lambda: raw.detection_for(29), DISCOVERY_TIMEOUT_S, "the detection of frame 29")
+    assert centre_error(raw.detection_for(29), BOXES[29]) < 5.0
+
+
+def test_a_burst_faster_than_processing_is_dropped_not_queued(raw, frames):
+    raw.publish_until_processed(frames[30], 30)
+    assert raw.set_target(BOXES[30]).success
+    dropped_before = raw.statuses[-1].dropped_frames
+    burst = list(range(31, 40)) * 4  # 36 frames as fast as the publisher goes
+    first_burst_index = len(raw.detections)
+    for k, i in enumerate(burst):
+        raw.publish(frames[i], 1000 + k)  # unique stamps
+    last = 1000 + len(burst) - 1
+    time.sleep(1.0)
+    processed = [d for d in raw.detections[first_burst_index:] if stamp_ns(d.header.stamp) >= stamp_ns(stamp_of(1000))]
+    stamps = [stamp_ns(d.header.stamp) for d in processed]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # in order, each once
+    assert 1 <= len(processed) <= len(burst) // 2, f"{len(processed)} of {len(burst)} burst frames were processed"
+    assert raw.statuses[-1].dropped_frames - dropped_before >= len(burst) // 4
+    assert stamps[-1] >= stamp_ns(stamp_of(last - 3))  # the newest frames are processed, not a backlog
+
+
+def test_parameters_are_validated_at_run_time_with_a_reason(raw, client):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    set_params = client.node.create_client(SetParameters, f"{raw.namespace}/{NODE}/set_parameters")
+
+    def set_one(name, value):
+        if isinstance(value, float):
+            pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        elif isinstance(value, int):
+            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        else:
+            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        response = client.call_service(set_params, SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+        return response.results[0]
+
+    result = set_one("diagnostics.latency_warn_ms", 500.0)
+    assert not result.successful and "must not exceed diagnostics.latency_error_ms" in result.reason
+    result = set_one("tracker.scale_num", 4)
+    assert not result.successful and "tracker.scale_num" in result.reason
+    result = set_one("model_path", "/tmp/other.onnx")
+    assert not result.successful and "read-only" in result.reason.lower()
+    result = set_one("tracker.lost_score", 0.9)
+    assert not result.successful and "lost_score" in result.reason
+    assert set_one("diagnostics.latency_warn_ms", 30.0).successful
+    assert raw.process.poll() is None
+
+
+# -- compressed input with an initial target from parameters ---------------------------------------------------
+def test_compressed_input_and_headless_initial_target(client, launcher, model_path, frames):
+    namespace = unique_namespace("compressed")
+    box = ",".join(f"{v:.1f}" for v in BOXES[0])
+    process = start_tracker(launcher, model_path, namespace, "input_type:=compressed", f"initial_target:=[{box}]",
+                            name="tracker_compressed")
+    tracker = TrackerClient(client, namespace, compressed=True)
+    tracker.publish_until_processed(frames[0], 0)
+    assert "initial_target" in process.output()
+    for i in range(1, 10):
+        tracker.publish(frames[i], i)
+        time.sleep(0.06)
+    wait_until(lambda: tracker.detection_for(9), DISCOVERY_TIMEOUT_S, "the detection of compressed frame 9")
+    followed = [i for i in range(1, 10) if tracker.detection_for(i) is not None]
+    assert len(followed) >= 5
+    for i in followed:
+        assert centre_error(tracker.detection_for(i), BOXES[i]) < 5.0, f"frame {i}"
+    corrupt = __import__("sensor_msgs.msg", fromlist=["CompressedImage"]).CompressedImage(format="jpeg",
+                                                                                          data=b"\xff\xd8garbage")
+    corrupt.header.stamp = stamp_of(10)
+    tracker.image_pub.publish(corrupt)
+    wait_until(lambda: "corrupt compressed image" in process.output(), DISCOVERY_TIMEOUT_S, "the corrupt-image warning")
+    assert process.poll() is None
+
+
+# -- start-up failures -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("params,message", [
+    (["model_path:=/nonexistent/model.onnx"], "model file not found: /nonexistent/model.onnx"),
+    (["model_path:=" + sys.executable], "is not a loadable ONNX model"),
+    (["initial_target:=[1.0, 2.0]"], "initial_target needs 4 numbers"),
+])
+def test_startup_problems_exit_with_a_clear_message(launcher, model_path, params, message):
+    args = ["--ros-args", "-p", f"model_path:={model_path}"]
+    for param in params:
+        args += ["-p", param]
+    process = launcher.start_python_module("siammixer_ros.ros.node", *args, name="tracker_bad")
+    process.popen.wait(60)
+    output = process.output()
+    assert process.popen.returncode == 1, output
+    assert message in output and "Traceback" not in output

@@ -1,0 +1,210 @@
+"""The node's logic without rclpy (siammixer_ros.ros.session, selection, params) on the real tracker with the
+NCC test model: newest-frame handover and drop counting, stamped selection with catch-up, bad requests and
+bad frames."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from siammixer_ros.ros import params as node_params
+from siammixer_ros.ros.image_conversion import ImageConverter, fill_image_msg
+from siammixer_ros.ros.selection import ClickSelector, TargetError, check_target_box
+from siammixer_ros.ros.session import IDLE, TRACKING, TrackingSession
+
+pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
+
+SIZE = (320, 240)
+BOXES = [(60.0 + 6 * i, 50.0 + 4 * i, 48.0, 40.0) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    from siammixer_ros.testing.ncc_model import build_ncc_model
+
+    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    return render_sequence(BOXES, size=SIZE, seed=3).frames
+
+
+def _header(i: int) -> SimpleNamespace:
+    return SimpleNamespace(stamp=SimpleNamespace(sec=100 + i // 10, nanosec=(i % 10) * 100_000_000), frame_id="cam")
+
+
+def _stamp_ns(i: int) -> int:
+    return (100 + i // 10) * 1_000_000_000 + (i % 10) * 100_000_000
+
+
+def _image_msg(frame: np.ndarray, i: int) -> SimpleNamespace:
+    msg = fill_image_msg(SimpleNamespace(), frame)
+    msg.header = _header(i)
+    return msg
+
+
+@pytest.fixture
+def session(model_path):
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    return TrackingSession(SiamMixerTracker(model_path), ImageConverter(), buffer_size=20)
+
+
+def _feed(session, frames, indices):
+    for i in indices:
+        msg = _image_msg(frames[i], i)
+        session.on_frame(msg, msg.header, compressed=False)
+
+
+def _centre_error(box, truth) -> float:
+    return float(np.hypot(box[0] + box[2] / 2 - truth[0] - truth[2] / 2, box[1] + box[3] / 2 - truth[1] - truth[3] / 2))
+
+
+def test_set_target_before_any_image_says_so(session):
+    outcome = session.set_target(BOXES[0])
+    assert not outcome.success and "no image received yet" in outcome.message
+
+
+def test_frames_arriving_while_busy_are_dropped_not_queued(session, frames):
+    _feed(session, frames, range(5))
+    assert session.dropped_frames == 4  # each replaced an unprocessed frame
+    processed = session.process_next(timeout=0.0)
+    assert processed.frame.seq == 5 and processed.state == IDLE
+    assert session.process_next(timeout=0.0) is None  # nothing queued behind it
+
+
+def test_newest_frame_selection_tracks_the_target(session, frames):
+    _feed(session, frames, [0])
+    outcome = session.set_target(BOXES[0], label="car")
+    assert outcome.success, outcome.message
+    assert outcome.track_id == 1 and outcome.frame_stamp_ns == _stamp_ns(0)
+    for i in range(1, 8):
+        _feed(session, frames, [i])
+        processed = session.process_next(timeout=0.0)
+        assert processed.state == TRACKING and processed.label == "car"
+        assert _centre_error(processed.box, BOXES[i]) < 4.0
+
+
+def test_stamped_selection_initialises_on_that_frame_and_catches_up(session, frames):
+    _feed(session, frames, range(12))  # the operator drew on frame 3; the video is at frame 11
+    outcome = session.set_target(BOXES[3], stamp_ns=_stamp_ns(3))
+    assert outcome.success, outcome.message
+    assert outcome.frame_stamp_ns == _stamp_ns(3) and outcome.catchup_frames == 8
+    assert _centre_error(session.box, BOXES[11]) < 4.0
+    assert session.process_next(timeout=0.0) is None  # frame 11 was used by the catch-up
+    _feed(session, frames, [12])
+    assert _centre_error(session.process_next(timeout=0.0).box, BOXES[12]) < 4.0
+
+
+def test_the_same_box_on_the_newest_frame_would_be_wrong(session, frames):
+    # Control for the test above: without the stamp, frame 3's box lies on the target's old place.
+    _feed(session, frames, range(12))
+    assert session.set_target(BOXES[3]).success
+    _feed(session, frames, [12])
+    assert _centre_error(session.process_next(timeout=0.0).box, BOXES[12]) > 20.0
+
+
+def test_stamp_within_tolerance_uses_the_nearest_frame(session, frames):
+    _feed(session, frames, range(6))
+    outcome = session.set_target(BOXES[2], stamp_ns=_stamp_ns(2) + 5_000_000, tolerance_s=0.02)
+    assert outcome.success and outcome.frame_stamp_ns == _stamp_ns(2)
+
+
+@pytest.mark.parametrize("stamp,match", [(_stamp_ns(0) - 10**9, "no longer buffered"),
+                                         (_stamp_ns(2) + 50_000_000, "no buffered frame within 0.02 s")])
+def test_unknown_stamp_is_rejected_with_the_reason(session, frames, stamp, match):
+    _feed(session, frames, range(6))
+    outcome = session.set_target(BOXES[2], stamp_ns=stamp, tolerance_s=0.02)
+    assert not outcome.success and match in outcome.message and session.state == IDLE
+
+
+@pytest.mark.parametrize("box,match", [
+    ((10, 10, 0, 20), "zero or negative width"),
+    ((10, 10, 20, -1), "zero or negative height"),
+    ((400, 300, 20, 20), "outside the 320x240 image"),
+    ((float("nan"), 10, 20, 20), "NaN"),
+    ((318, 10, 20, 20), "smaller than min_target_size"),
+])
+def test_bad_boxes_are_rejected_and_keep_the_current_track(session, frames, box, match):
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    outcome = session.set_target(box)
+    assert not outcome.success and match in outcome.message
+    assert session.state == TRACKING and session.track_id == 1
+
+
+def test_partly_outside_box_is_clipped():
+    assert check_target_box((-10, -5, 50, 30), 320, 240) == (0.0, 0.0, 40.0, 25.0)
+    with pytest.raises(TargetError, match="4 numbers"):
+        check_target_box((1, 2, 3), 320, 240)
+
+
+def test_each_target_gets_a_new_track_id_and_stop_goes_idle(session, frames):
+    _feed(session, frames, [0])
+    ids = [session.set_target(BOXES[0]).track_id for _ in range(3)]
+    assert ids == [1, 2, 3]
+    assert "stopped tracking target 3" in session.stop()
+    assert session.state == IDLE and session.track_id == 0
+
+
+def test_a_bad_frame_is_skipped_with_the_reason_and_the_track_survives(session, frames):
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    bad = _image_msg(frames[1], 1)
+    bad.encoding = "yuv422"
+    session.on_frame(bad, bad.header, compressed=False)
+    processed = session.process_next(timeout=0.0)
+    assert "unsupported image encoding 'yuv422'" in processed.error and session.bad_frames == 1
+    truncated = _image_msg(frames[2], 2)
+    truncated.data = truncated.data[:100]
+    session.on_frame(truncated, truncated.header, compressed=False)
+    assert "corrupt image" in session.process_next(timeout=0.0).error
+    _feed(session, frames, [3])
+    processed = session.process_next(timeout=0.0)
+    assert processed.error is None and processed.state == TRACKING
+    assert _centre_error(processed.box, BOXES[3]) < 4.0
+
+
+def test_stage_latencies_are_recorded(session, frames):
+    _feed(session, frames, [0])
+    session.set_target(BOXES[0])
+    _feed(session, frames, [1])
+    session.process_next(timeout=0.0)
+    stages = session.latencies.summary_ms()
+    assert {"wait", "crop", "inference_search", "inference_head", "postprocess", "processing"} <= set(stages)
+
+
+def test_two_clicks_make_a_box_and_a_stale_first_click_is_forgotten():
+    now = [0.0]
+    clicks = ClickSelector(timeout_s=5.0, clock=lambda: now[0])
+    assert clicks.click(100, 80) is None and clicks.pending
+    assert clicks.click(40, 20) == (40.0, 20.0, 60.0, 60.0)
+    assert clicks.click(10, 10) is None
+    now[0] = 6.0
+    assert clicks.click(50, 50) is None  # the first click expired: this one starts a new box
+    assert clicks.click(60, 70) == (50.0, 50.0, 10.0, 20.0)
+
+
+def test_parameter_validation_gives_reasons():
+    current = {spec.name: spec.default for spec in node_params.all_param_specs()}
+    assert node_params.validate_change(current, {"diagnostics.latency_warn_ms": 20.0}) is None
+    assert "must not exceed" in node_params.validate_change(current, {"diagnostics.latency_warn_ms": 500.0})
+    assert "scale_num" in node_params.validate_change(current, {"tracker.scale_num": 4})
+    assert "lost_score" in node_params.validate_change(current, {"tracker.lost_score": 0.9})
+    assert "input_type must be one of" in node_params.validate_change(current, {"input_type": "mjpeg"})
+    assert "4 numbers" in node_params.validate_change(current, {"initial_target": [1.0, 2.0]})
+    assert "zero or negative" in node_params.validate_change(current, {"initial_target": [1.0, 2.0, 0.0, 5.0]})
+
+
+def test_every_tracker_parameter_is_exposed():
+    from siammixer_ros.core.params import TrackerParams
+
+    names = {spec.name for spec in node_params.all_param_specs()}
+    assert {f"tracker.{name}" for name in TrackerParams.field_names()} <= names
+    table = node_params.markdown_table()
+    assert "`tracker.scale_num`" in table and "`model_path`" in table
