@@ -48,8 +48,8 @@ def generate_launch_description() -> LaunchDescription:
             # The model comes from the launch argument (the parameter files leave model_path out).
             parameters=[LaunchConfiguration("params_file"),
                         {"model_path": LaunchConfiguration("model"), "use_sim_time": use_sim_time}],
-            # `image:=X` does not rename `image/compressed`: remap both.
-            remappings=[("image", image_topic), ("image/compressed", [image_topic, "/compressed"])],
+            # The compressed input follows: the node reads <remapped image topic>/compressed (image_transport).
+            remappings=[("image", image_topic)],
             arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
             output="screen",
             emulate_tty=True,

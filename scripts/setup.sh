@@ -246,7 +246,7 @@ interface_step() {
         skip "$name(provided)"
         return
     fi
-    run_step compilers ensure_compilers
+    if [[ -z ${COMPILERS_CHECKED:-} ]]; then run_step compilers ensure_compilers; COMPILERS_CHECKED=1; fi
     run_step "$name" build_interfaces "$name" "$src"
     stamp_set "iface-$name" "$key"
 }

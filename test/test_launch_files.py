@@ -26,30 +26,54 @@ def console_scripts() -> set[str]:
     raise AssertionError("setup.py declares no console_scripts")
 
 
-def keyword_string(call: ast.Call, name: str) -> str | None:
+def module_constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level NAME = "string" assignments (launch files name their package through such constants)."""
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = node.value.value
+    return constants
+
+
+def string_value(node: ast.AST, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def keyword_string(call: ast.Call, name: str, constants: dict[str, str]) -> str | None:
     for keyword in call.keywords:
-        if keyword.arg == name and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
-            return keyword.value.value
+        if keyword.arg == name:
+            return string_value(keyword.value, constants)
     return None
 
 
 def started_nodes(launch_file: Path) -> list[tuple[str | None, str | None]]:
-    """(package, executable) of every Node(...) / LifecycleNode(...) / ComposableNode-less action in the file."""
+    """(package, executable) of every Node(...) / LifecycleNode(...) in the file (None: not a literal/constant)."""
+    tree = ast.parse(launch_file.read_text())
+    constants = module_constants(tree)
     nodes = []
-    for node in ast.walk(ast.parse(launch_file.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in ("Node", "LifecycleNode"):
-                nodes.append((keyword_string(node, "package"), keyword_string(node, "executable")))
+                package = keyword_string(node, "package", constants)
+                nodes.append((package, keyword_string(node, "executable", constants)))
     return nodes
 
 
 def parameter_files(launch_file: Path) -> list[str]:
     """Repository-relative paths of the YAML files the launch file names, e.g. join(share, "config", "x.yaml")."""
+    tree = ast.parse(launch_file.read_text())
+    constants = module_constants(tree)
     paths = []
-    for node in ast.walk(ast.parse(launch_file.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            literals = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            literals = [value for a in node.args if (value := string_value(a, constants)) is not None]
             if literals and literals[-1].endswith((".yaml", ".yml")):
                 paths.append("/".join(literals))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "/" in node.value:

@@ -124,3 +124,15 @@ def test_folding_the_input_normalisation_keeps_outputs_and_the_original_model() 
         assert torch.allclose(folded.search_features(x), model.search_features(x), atol=1e-4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert folded.normalisation_folded and not model.normalisation_folded
+
+
+def test_single_template_correlation_equals_plain_convolution() -> None:
+    from siammixer_ros.model.network import Correlation
+
+    g = torch.Generator().manual_seed(0)
+    zf = torch.randn(1, 256, 8, 8, generator=g)
+    xf = torch.randn(3, 256, 16, 16, generator=g)
+    ref = torch.nn.functional.conv2d(xf, zf)
+    out = Correlation()(zf, xf)
+    assert out.shape == (3, 1, 9, 9)
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-3)

@@ -53,7 +53,7 @@ def test_metadata_says_what_the_model_is(xs_model: tuple[Path, object]) -> None:
             info.patch_feature_channels) == (16, 6, 3, 2, 32)
     assert info.model_version == "untrained" and "NOT TRAINED" in info.provenance["training"]
     assert "mean" in info.normalisation and "BGR" in info.normalisation
-    assert set(parts) == {"template", "search", "search_patch", "search_global", "head"}
+    assert set(parts) == {"template", "search", "search_patch", "search_patch_interior", "search_global", "head"}
     for blob in parts.values():
         assert onnx.load_from_string(blob).opset_import[0].version >= 17
 
@@ -68,19 +68,21 @@ def test_all_modes_match_each_other_pytorch_and_the_main_graph(xs_model, inputs)
         ref_zf = model.template_features(torch.from_numpy(z)).numpy()
         ref_r = model.head(torch.from_numpy(ref_zf), torch.from_numpy(ref_xf)).numpy()
     results = {}
-    for mode in MODES:
-        rt = SiamMixerRuntime(path, RuntimeOptions(mode=mode))
+    # "batched-masked": every patch through the masked part (no interior part), the other modes use both
+    for name in (*MODES, "batched-masked"):
+        mode = name.split("-")[0]
+        rt = SiamMixerRuntime(path, RuntimeOptions(mode=mode, use_interior_part=name != "batched-masked"))
         assert rt.mode == mode and rt.providers == ["CPUExecutionProvider"]
         zf = rt.template_features(z)
         xf = rt.search_features(x)
         r = rt.response(zf, xf)
         assert zf.shape == (1, 256, 8, 8) and xf.shape == (2, 256, 16, 16) and r.shape == (2, 1, 9, 9)
         assert {"template", "search", "head"} <= set(rt.last_timings)
-        results[mode] = (xf, r)
+        results[name] = (xf, r)
         assert np.abs(zf - ref_zf).max() <= 1e-4
-        assert np.abs(xf - ref_xf).max() <= 1e-4, mode
-        assert np.abs(r - ref_r).max() <= 1e-4, mode
-    for mode in MODES:
+        assert np.abs(xf - ref_xf).max() <= 1e-4, name
+        assert np.abs(r - ref_r).max() <= 1e-4, name
+    for mode in results:
         assert np.abs(results[mode][0] - results["whole"][0]).max() <= 1e-4
         assert np.abs(results[mode][1] - results["whole"][1]).max() <= 1e-4
     main = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -24,13 +24,16 @@ part               inputs                                                      o
 ``search``         ``search`` (B,3,S,S) (whole-image inference)                ``search_features``
 ``search_patch``   ``patches`` (N,3,Q,Q), ``patch_masks`` (N,1,Q,Q)            ``patch_features`` (N,C,g,g)
 ``search_global``  ``patch_grid`` (B,C,G,G)                                    ``search_features``
+``search_patch_interior``  ``patches`` (N,3,Q,Q)                              ``patch_features`` (N,C,g,g)
 ``head``           ``template_features``, ``search_features``                  ``response`` (B,1,R,R)
 =================  ==========================================================  ==========================
 
 ``Q = patch_size + halo_before + halo_after``: a patch with the halo its convolutions need; the
 mask is 1 where the halo lies inside the search image and 0 outside, so that patch-by-patch
-inference reproduces whole-image zero padding exactly. ``search_patch`` and ``search_global`` are
-optional: a model without them runs in whole-image mode only.
+inference reproduces whole-image zero padding exactly. ``search_patch_interior`` is the same stage
+without the mask operations, for patches whose halo lies wholly inside the image (same results, faster).
+``search_patch``, ``search_global`` and ``search_patch_interior`` are optional: a model without the first
+two runs in whole-image mode only.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ PART_TEMPLATE = "template"
 PART_SEARCH = "search"
 PART_SEARCH_PATCH = "search_patch"
 PART_SEARCH_GLOBAL = "search_global"
+# Optional: the patch stage without mask multiplications (they break onnxruntime's blocked layout) for
+# patches whose halo lies wholly inside the image; border patches still go through ``search_patch``.
+PART_SEARCH_PATCH_INTERIOR = "search_patch_interior"
 PART_HEAD = "head"
 REQUIRED_PARTS = (PART_TEMPLATE, PART_SEARCH, PART_HEAD)
 PATCH_PARTS = (PART_SEARCH_PATCH, PART_SEARCH_GLOBAL)

@@ -31,6 +31,7 @@ from siammixer_ros.core.model_file import (
     PART_SEARCH,
     PART_SEARCH_GLOBAL,
     PART_SEARCH_PATCH,
+    PART_SEARCH_PATCH_INTERIOR,
     PART_TEMPLATE,
     ModelError,
     ModelInfo,
@@ -59,6 +60,8 @@ class RuntimeOptions:
     spinning: bool = False
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     graph_optimization: str = "all"
+    # Use the model's unmasked interior-patch part when it has one (same results, faster patch modes).
+    use_interior_part: bool = True
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -172,6 +175,8 @@ class SiamMixerRuntime:
                              f"mode {self.mode!r} is not available, use mode 'whole'")
         needed = [PART_TEMPLATE, PART_HEAD] + ([PART_SEARCH] if self.mode == "whole"
                                                else [PART_SEARCH_PATCH, PART_SEARCH_GLOBAL])
+        if self.mode != "whole" and self.options.use_interior_part and PART_SEARCH_PATCH_INTERIOR in parts:
+            needed.append(PART_SEARCH_PATCH_INTERIOR)
         so = session_options(self.options)
         providers = resolve_providers(self.options.providers, self.options.provider_options)
         self._sessions: dict[str, Any] = {}
@@ -184,8 +189,10 @@ class SiamMixerRuntime:
         self.last_timings: dict[str, float] = {}
         if self.mode != "whole":
             self._grid = patch_grid_size(self.info.search_size, self.info.patch_size)
-            self._masks_one = patch_masks(self.info.search_size, self.info.patch_size, self.info.halo_before,
-                                          self.info.halo_after)
+            masks = patch_masks(self.info.search_size, self.info.patch_size, self.info.halo_before,
+                                self.info.halo_after)
+            # Grid positions whose patch (halo included) lies wholly inside the image.
+            self._interior_flags = masks.reshape(masks.shape[0], -1).min(axis=1) > 0
 
     # --- checks ---------------------------------------------------------------------------------
     def _check_images(self, images: np.ndarray, size: int, what: str, batch_one: bool = False) -> np.ndarray:
@@ -218,14 +225,13 @@ class SiamMixerRuntime:
         b, g = x.shape[0], self._grid
         patches, masks = make_patches(x, self.info.patch_size, self.info.halo_before, self.info.halo_after)
         t1 = time.perf_counter()
-        run = self._sessions[PART_SEARCH_PATCH].run
-        if self.mode == "batched":
-            feats = run(None, {"patches": patches, "patch_masks": masks})[0]
-        else:
-            step = g if self.mode == "row" else 1
-            chunks = [run(None, {"patches": patches[i:i + step], "patch_masks": masks[i:i + step]})[0]
-                      for i in range(0, patches.shape[0], step)]
-            feats = np.concatenate(chunks, axis=0)
+        n = patches.shape[0]
+        fs, fc = self.info.patch_feature_size, self.info.patch_feature_channels
+        feats = np.empty((n, fc, fs, fs), np.float32)
+        interior = np.tile(self._interior_flags, b)
+        step = {"batched": n, "row": g, "patch": 1}[self.mode]
+        for start in range(0, n, step):
+            self._run_patches(patches, masks, interior, start, min(start + step, n), feats)
         t2 = time.perf_counter()
         grid = assemble_grid(feats, b, g)
         out = self._sessions[PART_SEARCH_GLOBAL].run(None, {"patch_grid": grid})[0]
@@ -233,6 +239,25 @@ class SiamMixerRuntime:
         self.last_timings.update(search=t3 - t0, search_patch_cut=t1 - t0, search_patch=t2 - t1,
                                  search_global=t3 - t2)
         return out
+
+    def _run_patches(self, patches: np.ndarray, masks: np.ndarray, interior: np.ndarray, start: int, stop: int,
+                     out: np.ndarray) -> None:
+        """One ``search_patch`` call over patches[start:stop] (two when it mixes interior and border patches
+        and the model has the interior part), written into out[start:stop]."""
+        masked = self._sessions[PART_SEARCH_PATCH]
+        inner = self._sessions.get(PART_SEARCH_PATCH_INTERIOR)
+        flags = interior[start:stop]
+        if inner is None or not flags.any():
+            out[start:stop] = masked.run(None, {"patches": patches[start:stop], "patch_masks": masks[start:stop]})[0]
+        elif flags.all():
+            out[start:stop] = inner.run(None, {"patches": patches[start:stop]})[0]
+        else:
+            view = out[start:stop]
+            p, m = patches[start:stop], masks[start:stop]
+            view[flags] = inner.run(None, {"patches": np.ascontiguousarray(p[flags])})[0]
+            border = ~flags
+            view[border] = masked.run(None, {"patches": np.ascontiguousarray(p[border]),
+                                             "patch_masks": np.ascontiguousarray(m[border])})[0]
 
     def response(self, template_features: np.ndarray, search_features: np.ndarray) -> np.ndarray:
         """Correlation head: (1,C,t,t) x (B,C,s,s) -> (B,1,R,R) raw scores (logits)."""

@@ -28,6 +28,7 @@ from siammixer_ros.core.model_file import (
     PART_SEARCH,
     PART_SEARCH_GLOBAL,
     PART_SEARCH_PATCH,
+    PART_SEARCH_PATCH_INTERIOR,
     PART_TEMPLATE,
     ModelInfo,
     write_model_file,
@@ -56,6 +57,11 @@ class _Search(_Template):
 class _SearchPatch(_Template):
     def forward(self, patches: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor:
         return self.m.search_patch_features(patches, patch_masks)
+
+
+class _SearchPatchInterior(_Template):
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.m.search_patch_interior_features(patches)
 
 
 class _SearchGlobal(_Template):
@@ -108,6 +114,10 @@ def build_parts(model: SiamMixer) -> tuple[Any, dict[str, Any]]:
             _SearchPatch(model), (torch.zeros(3, 3, q, q), torch.ones(3, 1, q, q)), ["patches", "patch_masks"],
             ["patch_features"], {"patches": {0: "patches"}, "patch_masks": {0: "patches"},
                                  "patch_features": {0: "patches"}}),
+        # Optional, an addition the format tolerates: patches wholly inside the image without mask ops.
+        PART_SEARCH_PATCH_INTERIOR: _to_onnx(
+            _SearchPatchInterior(model), (torch.zeros(3, 3, q, q),), ["patches"], ["patch_features"],
+            {"patches": {0: "patches"}, "patch_features": {0: "patches"}}),
         PART_SEARCH_GLOBAL: _to_onnx(
             _SearchGlobal(model), (torch.zeros(2, model.patch_feature_channels, gg, gg),), ["patch_grid"],
             ["search_features"], {"patch_grid": {0: "batch"}, "search_features": {0: "batch"}}),

@@ -57,14 +57,16 @@ from siammixer_ros.core.memory import (  # noqa: F401  (re-exported)
     VARIANT_DEPTHS,
     SiamMixerConfig,
 )
+from siammixer_ros.core.memory import patch_halo as memory_patch_halo
 
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: expand 1x1 + BN + ReLU, depthwise kxk + BN + ReLU, project 1x1 + BN (linear).
 
-    ``forward(x, mask)``: with ``mask`` None the depthwise convolution zero-pads (whole image); with a
-    mask (N,1,h,w) at the input resolution, the expanded map is multiplied by it and the depthwise
-    convolution is valid, which reproduces the zero padding of the whole image inside a patch.
+    ``forward(x, mask, valid)``: with ``mask`` None and ``valid`` False the depthwise convolution
+    zero-pads (whole image); with a mask (N,1,h,w) at the input resolution, the expanded map is
+    multiplied by it and the depthwise convolution is valid, which reproduces the zero padding of the
+    whole image inside a patch; ``valid`` without a mask is the same for patches wholly inside the image.
     """
 
     def __init__(self, cin: int, cout: int, expansion: int, kernel: int, stride: int) -> None:
@@ -79,12 +81,16 @@ class InvertedResidual(nn.Module):
         self.project_bn = nn.BatchNorm2d(cout)
         self.use_residual = stride == 1 and cin == cout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, valid: bool = False) -> torch.Tensor:
         h = F.relu(self.expand_bn(self.expand(x)))
-        if mask is None:
+        if mask is None and not valid:
             h = self.depthwise(h)
         else:
-            h = F.conv2d(h * mask, self.depthwise.weight, None, self.stride, 0, 1, self.hidden)
+            # A patch with halo: valid convolution; the mask (when given) zeroes positions outside the
+            # image. Interior patches (halo entirely inside the image) need no mask.
+            if mask is not None:
+                h = h * mask
+            h = F.conv2d(h, self.depthwise.weight, None, self.stride, 0, 1, self.hidden)
         h = F.relu(self.depthwise_bn(h))
         h = self.project_bn(self.project(h))
         return x + h if self.use_residual else h
@@ -204,12 +210,27 @@ class Correlation(nn.Module):
 
     def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
         if zf.shape[0] == 1:
-            return F.conv2d(xf, zf)
+            return self.single_template(zf, xf)
         if zf.shape[0] != xf.shape[0]:
             raise ValueError(f"template batch {zf.shape[0]} must be 1 or equal the search batch {xf.shape[0]}")
         b, c, h, w = xf.shape
         out = F.conv2d(xf.reshape(1, b * c, h, w), zf, groups=b)
         return out.reshape(b, 1, out.shape[-2], out.shape[-1])
+
+
+    @staticmethod
+    def single_template(zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        """One template against a batch of search maps (tracking, several scales): = conv2d(xf, zf).
+
+        Computed as a 1x1 convolution of the search features with the k*k template columns (one GEMM,
+        output (B,k*k,H,W)), then a constant one-hot k x k convolution that adds, for every response
+        position, column (u,v) taken at offset (u,v). Same sum, 3x faster in onnxruntime than a
+        convolution whose 8x8 kernel is a graph input (measured: 0.76 vs 2.2 ms for 3 scales).
+        """
+        c, k = zf.shape[1], zf.shape[2]
+        columns = zf.reshape(c, k * k).t().reshape(k * k, c, 1, 1)
+        select = torch.eye(k * k, dtype=xf.dtype, device=xf.device).reshape(1, k * k, k, k)
+        return F.conv2d(F.conv2d(xf, columns), select)
 
 
 class CorrelationHead(nn.Module):
@@ -259,15 +280,18 @@ class SiamMixer(nn.Module):
             return x
         return x * self.norm_scale + self.norm_shift
 
-    def shallow(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def shallow(self, x: torch.Tensor, mask: torch.Tensor | None = None, patches: bool | None = None
+                ) -> torch.Tensor:
         """Normalise + MB1 + MB2 + Mixer1 (the patch-based stage): stride 8, 32 channels.
 
-        ``mask`` None: a whole image (H, W multiples of 16). Otherwise ``x`` is a batch of patches
-        with halo (N,3,Q,Q) and ``mask`` (N,1,Q,Q) is 1 inside the image: output (N,32,2,2).
+        ``mask`` None and ``patches`` falsy: a whole image (H, W multiples of 16). Otherwise ``x`` is a
+        batch of patches with halo (N,3,Q,Q) -> (N,32,2,2); ``mask`` (N,1,Q,Q) is 1 inside the image
+        (None: patches whose halo lies wholly inside the image).
         """
+        valid = mask is not None if patches is None else patches
         x = self.normalise(x)
-        x = self.mb1(x, mask)
-        x = self.mb2(x, None if mask is None else self.mb1.output_mask(mask))
+        x = self.mb1(x, mask, valid)
+        x = self.mb2(x, None if mask is None else self.mb1.output_mask(mask), valid)
         return self.mixer1(x)
 
     def deep(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,6 +310,10 @@ class SiamMixer(nn.Module):
     def search_patch_features(self, patches: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor:
         """Patch stage: (N,3,Q,Q) patches with halo + (N,1,Q,Q) masks -> (N,32,2,2)."""
         return self.shallow(patches, patch_masks)
+
+    def search_patch_interior_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch stage for patches whose halo lies wholly inside the image (no mask needed; faster)."""
+        return self.shallow(patches, None, patches=True)
 
     def search_global_features(self, patch_grid: torch.Tensor) -> torch.Tensor:
         """Global stage: the assembled patch outputs (B,32,2G,2G) -> (B,256,G,G)."""
@@ -339,21 +367,8 @@ def fold_input_normalisation(model: SiamMixer) -> SiamMixer:
 
 
 def patch_halo(model: SiamMixer) -> tuple[int, int]:
-    """Pixels before / after a patch that MB1 and MB2 (valid, strided kxk) need: (6, 3) for 5x5, s2, s2.
-
-    Walks back from the patch's MB2 output region [0, n) through each depthwise convolution
-    (kernel k, stride s, padding k//2): output o reads inputs s*o - k//2 .. s*o - k//2 + k - 1.
-    Mixer1 groups 2x2 features aligned with the patch and needs no halo.
-    """
-    blocks = [model.mb1, model.mb2]
-    total_stride = 1
-    for b in blocks:
-        total_stride *= b.stride
-    lo, hi = 0, model.patch_size // total_stride - 1
-    for b in reversed(blocks):
-        pad = b.kernel // 2
-        lo, hi = b.stride * lo - pad, b.stride * hi - pad + b.kernel - 1
-    return -lo, hi - (model.patch_size - 1)
+    """Pixels before / after a patch that MB1 and MB2 need: (6, 3) for 5x5, s2, s2 (see core.memory.patch_halo)."""
+    return memory_patch_halo(model.config, model.patch_size)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -16,6 +16,7 @@ or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import socket
@@ -37,8 +38,10 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
@@ -129,7 +132,7 @@ class SiamMixerTrackerNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._specs = {spec.name: spec for spec in all_param_specs()}
         self._declare_parameters()
-        self._cfg: dict[str, Any] = {name: self.get_parameter(name).value for name in self._specs}
+        self._cfg: dict[str, Any] = {name: self._parameter_value(name) for name in self._specs}
         self._check_startup_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -158,12 +161,14 @@ class SiamMixerTrackerNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # Input: sensor-data QoS, overridable with qos_overrides.<topic>.subscription.* parameters (REP-2003).
-        topic = self._cfg["image_topic"] + ("/compressed" if self._compressed else "")
+        # image_transport's naming: the compressed topic is the resolved (remapped) base topic + "/compressed", so
+        # `-r image:=/camera/image_raw` moves both.
+        base_topic = self.resolve_topic_name(self._cfg["image_topic"])
+        topic = base_topic + "/compressed" if self._compressed else self._cfg["image_topic"]
         self._image_sub = self.create_subscription(
             CompressedImage if self._compressed else Image, topic, self._on_image, sensor_data_qos(),
             callback_group=self._input_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
         # rqt_image_view publishes clicks on "<viewed image topic>_mouse_left": the camera topic or our debug image.
-        base_topic = self.resolve_topic_name(self._cfg["image_topic"])
         self._click_topics = [base_topic + "_mouse_left", self._debug_pub.topic_name + "_mouse_left"]
         self._click_subs = [self.create_subscription(Point, name, self._on_click, 10,
                                                      callback_group=self._service_group)
@@ -189,12 +194,24 @@ class SiamMixerTrackerNode(Node):
             f"with {self._model_path} (variant {info.variant}, version {info.model_version}), mode "
             f"{self._tracker.runtime.mode}, {self._cfg['intra_op_threads']} thread(s), providers "
             f"{', '.join(self._tracker.runtime.providers)}, image conversion: {self._converter.backend}; "
-            f"set a target with the {self._set_target_srv.srv_name} service or two clicks on {self._click_topics[0]}")
+            f"set a target with the {self.resolve_service_name('~/set_target')} service or two clicks on "
+            f"{self._click_topics[0]}")
 
     # -- parameters ----------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
         for spec in self._specs.values():
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            # rclpy infers BYTE_ARRAY from an empty list, refusing a later [1.0, ...]: declare the type instead
+            # (the parameter is then "not set" until given, which reads as the empty default).
+            empty_array = spec.kind == "double[]" and not spec.default
+            value = Parameter.Type.DOUBLE_ARRAY if empty_array else spec.default
+            self.declare_parameter(spec.name, value, _descriptor(spec))
+
+    def _parameter_value(self, name: str) -> Any:
+        try:
+            value = self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return self._specs[name].default
+        return list(value) if isinstance(value, (list, tuple, array.array)) else value
 
     def _check_startup_parameters(self) -> None:
         why = validate_change({}, {name: value for name, value in self._cfg.items()})
@@ -271,8 +288,7 @@ class SiamMixerTrackerNode(Node):
             self.get_logger().info(f"first corner at ({msg.x:.0f}, {msg.y:.0f}); click the opposite corner")
             return
         outcome = self._set_target(box, 0, "")
-        log = self.get_logger().info if outcome.success else self.get_logger().warning
-        log(f"click selection {tuple(round(v, 1) for v in box)}: {outcome.message}")
+        self._report(outcome.success, f"click selection {tuple(round(v, 1) for v in box)}: {outcome.message}")
 
     # -- services ------------------------------------------------------------------------------------
     def _set_target(self, box: Any, stamp_ns: int, label: str) -> Any:
@@ -285,6 +301,13 @@ class SiamMixerTrackerNode(Node):
             self._pending_tracker_params = None
         return self._session.set_target(box, stamp_ns, label or self._cfg["target_label"],
                                         self._cfg["stamp_tolerance"], self._cfg["min_target_size"])
+
+    def _report(self, success: bool, text: str) -> None:
+        # rclpy refuses one call site logging at two severities ("Logger severity cannot be changed"): two sites.
+        if success:
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text)
 
     def _on_set_target(self, request: Any, response: Any) -> Any:
         try:
@@ -300,9 +323,8 @@ class SiamMixerTrackerNode(Node):
         response.track_id = int(outcome.track_id)
         response.frame_stamp = _ros_time_msg(outcome.frame_stamp_ns)
         response.used_x, response.used_y, response.used_width, response.used_height = (float(v) for v in outcome.box)
-        log = self.get_logger().info if outcome.success else self.get_logger().warning
-        log(f"set_target ({request.x:g}, {request.y:g}, {request.width:g}, {request.height:g}) "
-            f"stamp {format_stamp(stamp_ns)}: {outcome.message}")
+        self._report(outcome.success, f"set_target ({request.x:g}, {request.y:g}, {request.width:g}, "
+                     f"{request.height:g}) stamp {format_stamp(stamp_ns)}: {outcome.message}")
         if outcome.success:
             self._clicks.cancel()
         return response
@@ -335,8 +357,7 @@ class SiamMixerTrackerNode(Node):
             return
         box, self._initial_target = self._initial_target, []
         outcome = self._set_target(box, 0, "")
-        log = self.get_logger().info if outcome.success else self.get_logger().error
-        log(f"initial_target {box}: {outcome.message}")
+        self._report(outcome.success, f"initial_target {box}: {outcome.message}")
 
     def _publish(self, processed: ProcessedFrame, want_debug: bool) -> None:
         header = processed.frame.header

@@ -77,40 +77,57 @@ def numpy_matmul_peak(threads: int, n: int = 1024, repeats: int = 20) -> float:
     return float(out.stdout.strip()) if out.returncode == 0 else float("nan")
 
 
+def _summary(times_ms: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(times_ms, n=10)
+    return {"median_ms": statistics.median(times_ms), "p10_ms": q[0], "p90_ms": q[-1], "min_ms": min(times_ms),
+            "repeats": len(times_ms)}
+
+
 def bench(model_path: str, threads_list: tuple[int, ...], modes: tuple[str, ...], repeats: int,
           spinning: bool) -> dict[str, Any]:
+    """Round-robin timing: every repeat runs every (mode, scales) once, so that the load of a shared
+    machine, which changes over time, weighs on all configurations alike."""
     rng = np.random.default_rng(0)
-    results: dict[str, Any] = {"runs": [], "matmul_peak_gflops": {}}
+    results: dict[str, Any] = {"runs": [], "matmul_peak_gflops": {}, "load_average_start": os.getloadavg()}
     rt0 = SiamMixerRuntime(model_path, RuntimeOptions(mode="whole"))
     info = rt0.info
     cfg, _ = read_architecture(model_path, info)
     del rt0
     z = rng.uniform(0, 255, (1, 3, info.template_size, info.template_size)).astype(np.float32)
     xs = {n: rng.uniform(0, 255, (n, 3, info.search_size, info.search_size)).astype(np.float32) for n in SCALES}
+    macs = {n: memory.count_macs(cfg, info.template_size, info.search_size, n) for n in SCALES}
     for threads in threads_list:
         results["matmul_peak_gflops"][str(threads)] = {"onnxruntime": ort_matmul_peak(threads),
                                                        "numpy": numpy_matmul_peak(threads)}
         peak = results["matmul_peak_gflops"][str(threads)]["onnxruntime"]
-        for mode in modes:
-            rt = SiamMixerRuntime(model_path, RuntimeOptions(mode=mode, intra_op_threads=threads,
-                                                             spinning=spinning and threads > 1))
-            zf = rt.template_features(z)
-            t = _median_ms(lambda rt=rt: rt.template_features(z), repeats)
-            macs_t = memory.count_macs(cfg, info.template_size, info.search_size, 1)["template"]
-            results["runs"].append({"part": "template", "mode": "whole", "threads": threads, "scales": 1,
-                                    "providers": rt.providers, **t,
-                                    "gflops": 2 * macs_t / (t["median_ms"] * 1e-3) / 1e9})
+        runtimes = {mode: SiamMixerRuntime(model_path, RuntimeOptions(mode=mode, intra_op_threads=threads,
+                                                                      spinning=spinning and threads > 1))
+                    for mode in modes}
+        first = runtimes[modes[0]]
+        zf = first.template_features(z)
+        tasks: list[tuple[str, str, int, Any]] = [
+            ("template", "whole", 1, lambda first=first: first.template_features(z))]
+        for mode, rt in runtimes.items():
             for n in SCALES:
-                x = xs[n]
-                stats = _median_ms(lambda rt=rt, zf=zf, x=x: rt.response(zf, rt.search_features(x)),
-                                   max(5, repeats // n) if mode == "patch" else repeats)
-                m = memory.count_macs(cfg, info.template_size, info.search_size, n)
-                gflops = 2 * (m["search"] + m["head"]) / (stats["median_ms"] * 1e-3) / 1e9
-                results["runs"].append({"part": "search+correlation", "mode": mode, "threads": threads,
-                                        "scales": n, "providers": rt.providers, **stats, "gflops": gflops,
-                                        "fraction_of_matmul_peak": gflops / peak})
-                print(f"threads {threads} {mode:8s} scales {n}: {stats['median_ms']:7.2f} ms "
-                      f"({gflops:.1f} GFLOP/s, {gflops / peak * 100:.0f} % of matmul peak)", flush=True)
+                tasks.append(("search+correlation", mode, n,
+                              lambda rt=rt, x=xs[n], zf=zf: rt.response(zf, rt.search_features(x))))
+        times: dict[int, list[float]] = {i: [] for i in range(len(tasks))}
+        for r in range(repeats + 3):
+            for i, (_, _, _, fn) in enumerate(tasks):
+                t0 = time.perf_counter()
+                fn()
+                if r >= 3:  # warm-up rounds are not timed
+                    times[i].append((time.perf_counter() - t0) * 1e3)
+        for i, (part, mode, n, _) in enumerate(tasks):
+            stats = _summary(times[i])
+            work = macs[n]["template"] if part == "template" else macs[n]["search"] + macs[n]["head"]
+            gflops = 2 * work / (stats["median_ms"] * 1e-3) / 1e9
+            results["runs"].append({"part": part, "mode": mode, "threads": threads, "scales": n,
+                                    "providers": runtimes[mode].providers, **stats, "gflops": gflops,
+                                    "fraction_of_matmul_peak": gflops / peak})
+            print(f"threads {threads} {part:18s} {mode:8s} scales {n}: {stats['median_ms']:7.2f} ms "
+                  f"({gflops:.1f} GFLOP/s, {gflops / peak * 100:.0f} % of matmul peak)", flush=True)
+    results["load_average_end"] = os.getloadavg()
     results["model"] = {"path": str(model_path), "variant": info.variant, "model_version": info.model_version,
                         "provenance": info.provenance}
     results["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
@@ -119,7 +136,7 @@ def bench(model_path: str, threads_list: tuple[int, ...], modes: tuple[str, ...]
 
     results["onnxruntime"] = ort.__version__
     results["settings"] = {"repeats": repeats, "spinning_with_2_threads": spinning,
-                           "graph_optimization": "all"}
+                           "graph_optimization": "all", "order": "round-robin over configurations"}
     return results
 
 
@@ -128,7 +145,9 @@ def to_markdown(r: dict[str, Any]) -> str:
              "",
              f"Machine: {r['machine']['platform']}, {r['machine']['cpu_count']} CPUs. Model version "
              f"{r['model']['model_version']} (latency does not depend on weight values). Medians of "
-             f"{r['settings']['repeats']} runs (patch mode: fewer at 3/5 scales); shared machine, expect noise.",
+             f"{r['settings']['repeats']} runs, configurations timed round-robin. Shared machine: load average "
+             f"{r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "
+             f"(on {r['machine']['cpu_count']} CPUs); other processes inflate medians, 2-thread ones most.",
              "",
              "Matmul peak (1024^3 float32, best run): " + "; ".join(
                  f"{t} thread(s): onnxruntime {p['onnxruntime']:.1f} GFLOP/s, numpy {p['numpy']:.1f} GFLOP/s"
@@ -149,7 +168,8 @@ def to_markdown(r: dict[str, Any]) -> str:
                 fastest[key] = run
     lines += ["", "Fastest mode, search + correlation at 3 scales (targets: 25 ms on 1 thread, 12 ms on 2):", ""]
     for t, run in sorted(fastest.items()):
-        lines.append(f"- {t} thread(s): {run['mode']} {run['median_ms']:.2f} ms")
+        lines.append(f"- {t} thread(s): {run['mode']} median {run['median_ms']:.2f} ms "
+                     f"(p10 {run['p10_ms']:.2f} ms, min {run['min_ms']:.2f} ms)")
     return "\n".join(lines) + "\n"
 
 

@@ -60,14 +60,10 @@ def run_benchmark(
         # Every frame counts as confident: the benchmark measures tracking, not re-detection.
         "tracking_score": 0.0, "tracking_psr": -1e9, "lost_score": 0.0, "lost_psr": -1e9,
     }
-    options = None
+    # Without --mode: the runtime's default, the fastest mode on a CPU ("whole"; see docs/network.md).
+    options = RuntimeOptions(intra_op_threads=threads)
     if mode is not None:
         options = RuntimeOptions(mode=mode, intra_op_threads=threads)
-    else:
-        from siammixer_ros.core.model_file import read_model_file
-
-        info, _ = read_model_file(model)
-        options = RuntimeOptions(mode="batched" if info.has_patch_parts else "whole", intra_op_threads=threads)
     tracker = SiamMixerTracker(model, params=params, runtime_options=options)
     n_distinct = 60
     boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)

@@ -59,7 +59,8 @@ class ValConfig:
     tracking_sequences: list[str] = field(default_factory=lambda: [
         "building4", "wakeboard7", "BikerDrone", "Football1", "DragonBaby", "Skiing", "MotorRolling",
         "bag", "ball1", "antiuav_ir_4", "antiuav_ir_5"])
-    tracking_max_frames: int = 60         # first frames of each sequence (cheap, in-process)
+    tracking_max_frames: int = 60         # first frames of each sequence; 0 = every frame
+    tracking_backend: str = "builtin"     # "builtin" (torch SiamFC) or "tracker" (core tracker on an export)
 
 
 @dataclass

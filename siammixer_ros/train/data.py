@@ -203,6 +203,7 @@ class PairConfig:
     min_box: float = 4.0                    # ignore frames whose target is smaller (pixels)
     sequence_weight_power: float = 0.5      # sequences drawn with probability ~ valid_frames ** power
     random_box_fraction: tuple[float, float] = (0.08, 0.6)  # random still-image box side / shorter image side
+    listed_box_prob: float = 0.8            # an image with listed boxes (raccoons) uses one, else a random box
     still_affine_scale: float = 0.3         # the still image's copy: scale exp(U(-s, s)), rotation, shear
     still_affine_rotation: float = 15.0
     still_affine_shear: float = 0.1
@@ -331,7 +332,7 @@ class PairSampler:
     def _still_box(self, index: int, image: np.ndarray) -> np.ndarray:
         boxes = self.stills.boxes.get(self.stills.paths[index].name) if self.stills else None
         h, w = image.shape[:2]
-        if boxes and self.rng.random() < 0.8:
+        if boxes and self.rng.random() < self.cfg.listed_box_prob:
             box = boxes[int(self.rng.integers(len(boxes)))].copy()
             box[2:] = np.maximum(box[2:], 4.0)
             return box

@@ -154,7 +154,8 @@ class Trainer:
             self.resume_state = torch.load(last, map_location="cpu", weights_only=False)
             cfg = config_from_dict(self.resume_state["config"]) if cfg is None else cfg
         elif last.is_file():
-            raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); use --resume or another --out")
+            raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); "
+                                  "use --resume or another --out")
         self.cfg = cfg
         self.progress = progress
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,8 @@ class Trainer:
 
         self.validator = Validator(val_seqs, cfg.val.pairs, cfg.val.seed, cfg.val.tracking_sequences,
                                    cfg.val.tracking_max_frames, cfg.channels_last, cfg.loss.triplet_weight,
-                                   cfg.labels.pos_radius, cfg.labels.neg_radius)
+                                   cfg.labels.pos_radius, cfg.labels.neg_radius,
+                                   tracking_backend=cfg.val.tracking_backend)
         self.teacher = None
         if cfg.loss.distill_weight > 0:
             from siammixer_ros.train.teacher import NanoTrackTeacher

@@ -11,7 +11,9 @@ Two measures:
   validation sequence; ``val_track_auc`` is the mean over sequences of the OTB success AUC (21 IoU
   thresholds in [0, 1], frames without ground truth skipped). It is a selection signal, not the
   project's evaluation: the reported table comes from ``siammixer_ros.eval`` with the real tracker on
-  the exported model. ``tracking_validator`` in :class:`Validator` is the hook to swap in the toolkit.
+  the exported model. ``tracking_backend: tracker`` runs the project's tracker on the exported
+  weights instead (:func:`tracker_tracking_auc`); ``tracking_validator`` in :class:`Validator` is the
+  hook for anything else.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_fr
             if len(valid) == 0:
                 continue
             first = int(valid[0])
-            last = min(len(seq), first + max_frames)
+            last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
             tracker = TorchSiamFC(model, channels_last=channels_last)
             tracker.init(seq.frame(first), seq.boxes[first])
             preds = [seq.boxes[first]]
@@ -179,6 +181,46 @@ def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_fr
             result[f"auc/{seq.name}"] = success_auc(np.array(preds[1:]), seq.boxes[first + 1:last])
     finally:
         model.train(was_training)
+    aucs = [v for v in result.values() if math.isfinite(v)]
+    result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return result
+
+
+def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
+                         params: dict | None = None) -> dict[str, float]:
+    """The same measure with the project's tracker (``siammixer_ros.core.tracker``) on the exported model.
+
+    Exports the current weights to a temporary model file (provenance says so), then runs
+    ``SiamMixerTracker`` one pass per sequence and scores with ``siammixer_ros.eval.metrics``: the
+    numbers the evaluation toolkit would give on these frames.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.core.tracker import SiamMixerTracker
+    from siammixer_ros.eval.metrics import sequence_metrics
+    from siammixer_ros.model.export import export_model
+
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="siammixer_val_") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        export_model(model, path, provenance={"training": "in-training validation candidate, not a release"},
+                     model_version="validation")
+        tracker_params = TrackerParams.from_dict(params) if params else None
+        for seq in sequences:
+            valid = seq.valid_indices(1.0)
+            if len(valid) == 0:
+                continue
+            first = int(valid[0])
+            last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
+            tracker = SiamMixerTracker(str(path), params=tracker_params)
+            tracker.init(seq.frame(first), tuple(float(v) for v in seq.boxes[first]))
+            preds = np.full((last, 4), np.nan)
+            preds[first] = seq.boxes[first]
+            for idx in range(first + 1, last):
+                preds[idx] = tracker.update(seq.frame(idx)).box
+            result[f"auc/{seq.name}"] = sequence_metrics(preds, seq.boxes[:last], first)["success_auc"]
     aucs = [v for v in result.values() if math.isfinite(v)]
     result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
     return result
@@ -194,15 +236,25 @@ class Validator:
     def __init__(self, sequences: list[CachedSequence], pair_count: int, seed: int, tracking_names: list[str],
                  tracking_max_frames: int, channels_last: bool = True, triplet_weight: float = 1.0,
                  pos_radius: float = 16.0, neg_radius: float = 16.0,
-                 tracking_validator: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> None:
+                 tracking_validator: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+                 tracking_backend: str = "builtin") -> None:
         self.pairs = validation_pairs(sequences, pair_count, seed) if pair_count > 0 else []
         self.channels_last = channels_last
         self.triplet_weight, self.pos_radius, self.neg_radius = triplet_weight, pos_radius, neg_radius
         by_name = {s.name: s for s in sequences}
         self.tracking_sequences = [by_name[n] for n in tracking_names if n in by_name]
         self.tracking_max_frames = tracking_max_frames
-        self.tracking_validator = tracking_validator or (
-            lambda model: tracking_auc(model, self.tracking_sequences, self.tracking_max_frames, self.channels_last))
+        if tracking_validator is None:
+            if tracking_backend == "tracker":
+                def tracking_validator(model: torch.nn.Module) -> dict[str, float]:
+                    return tracker_tracking_auc(model, self.tracking_sequences, self.tracking_max_frames)
+            elif tracking_backend == "builtin":
+                def tracking_validator(model: torch.nn.Module) -> dict[str, float]:
+                    return tracking_auc(model, self.tracking_sequences, self.tracking_max_frames, self.channels_last)
+            else:
+                raise ValueError(f"unknown tracking validation backend {tracking_backend!r}; "
+                                 "use 'builtin' or 'tracker'")
+        self.tracking_validator = tracking_validator
 
     def pairs_metrics(self, model: torch.nn.Module) -> dict[str, float]:
         if not self.pairs:
@@ -214,3 +266,49 @@ class Validator:
         if not self.tracking_sequences:
             return {}
         return self.tracking_validator(model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score checkpoints on the validation split with the project's tracker (what checkpoint selection uses)."""
+    import argparse
+    import json
+    import time
+    from pathlib import Path
+
+    from siammixer_ros.model.network import SiamMixer
+    from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
+    from siammixer_ros.train.data import VAL_SEQUENCES
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="trainer checkpoints (.pt)")
+    parser.add_argument("--data", type=Path, default=default_data_dir())
+    parser.add_argument("--cache", type=Path, default=default_cache_dir())
+    parser.add_argument("--max-frames", type=int, default=0, help="first N frames of each sequence (0: all)")
+    parser.add_argument("--backend", choices=("tracker", "builtin"), default="tracker")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sequences = load_cached_sequences(args.data, args.cache, list(VAL_SEQUENCES))
+    results = {}
+    for ckpt in args.checkpoints:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model = SiamMixer(variant=state.get("variant", "xs"))
+        model.load_state_dict(state["model"])
+        t0 = time.time()
+        if args.backend == "tracker":
+            metrics = tracker_tracking_auc(model, sequences, args.max_frames)
+        else:
+            metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False)
+        metrics["pairs_seen"] = state.get("pairs_seen", -1)
+        results[str(ckpt)] = metrics
+        per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
+        print(f"{ckpt}: pairs {metrics['pairs_seen']} val_track_auc {metrics['val_track_auc']:.4f} "
+              f"({time.time() - t0:.0f} s)  {per_seq}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

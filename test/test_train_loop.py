@@ -1,0 +1,135 @@
+"""The training loop on a tiny synthetic dataset: a step lowers the loss, resume continues exactly, CLI, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from siammixer_ros.train.config import config_from_dict, load_config, save_config  # noqa: E402
+from siammixer_ros.train.trainer import Trainer, lr_at  # noqa: E402
+
+
+def _write_clip(folder: Path, seed: int, frames: int = 8) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    background = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (160, 120))
+    target = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(folder / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    if not writer.isOpened():
+        pytest.skip("OpenCV cannot write mp4v here")
+    lines = []
+    for i in range(frames):
+        frame = background.copy()
+        x, y = 40 + 5 * i, 40 + 2 * i
+        frame[y:y + 20, x:x + 20] = target
+        writer.write(frame)
+        lines.append(f"{x},{y},20,20")
+    writer.release()
+    (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train_data")
+    for seed, name in enumerate(("clip_a", "clip_b", "clip_val")):
+        _write_clip(root / "sequences" / name, seed)
+    return root
+
+
+def _config(data: Path, cache: Path, **schedule: int) -> object:
+    return config_from_dict({
+        "threads": 1, "data_dir": str(data), "cache_dir": str(cache), "val_sequences": ["clip_val"],
+        "pairs": {"sources": {"video": 0.75, "negative": 0.25}, "max_gap": 4},
+        "loss": {"distill_weight": 0.0},
+        "optim": {"batch_size": 4, "warmup_pairs": 0, "lr": 0.002},
+        "schedule": {"total_pairs": 400, "checkpoint_every_s": 1e9, "val_every_pairs": 10**6,
+                     "tracking_val_every_pairs": 0, **schedule},
+        "val": {"pairs": 4, "tracking_sequences": ["clip_val"], "tracking_max_frames": 4,
+                "select_metric": "val_peak_hit"},
+    })
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_data, tmp_path / "cache"), tmp_path / "run", progress=False)
+    assert trainer.train_names == ["clip_a", "clip_b"] and trainer.val_names == ["clip_val"]
+    batch = trainer.batches.make(0)
+    losses = [trainer.train_step(batch)["loss"] for _ in range(6)]
+    assert losses[-1] < losses[0], losses
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    straight = Trainer(_config(tiny_data, cache), tmp_path / "a", progress=False)
+    straight.run(max_steps=3)
+
+    first = Trainer(_config(tiny_data, cache), tmp_path / "b", progress=False)
+    first.run(max_steps=2)
+    assert (tmp_path / "b" / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(FileExistsError):
+        Trainer(_config(tiny_data, cache), tmp_path / "b", progress=False)
+    resumed = Trainer(_config(tiny_data, cache), tmp_path / "b", resume=True, progress=False)
+    assert (resumed.step, resumed.pairs_seen) == (2, 8)
+    opt_state = resumed.optimizer.state_dict()["state"]
+    assert opt_state and all(int(s["step"]) == 2 for s in opt_state.values())
+    resumed.run(max_steps=1)
+
+    assert resumed.step == straight.step == 3
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+def test_validation_writes_metrics_and_best_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_data, tmp_path / "cache"), tmp_path / "run", progress=False)
+    metrics = trainer.validate(tracking=True)
+    assert 0.0 <= metrics["val_peak_hit"] <= 1.0 and np.isfinite(metrics["val_loss"])
+    assert 0.0 <= metrics["val_track_auc"] <= 1.0
+    assert (tmp_path / "run" / "val.csv").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+def test_config_round_trip_and_unknown_keys(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "siammixer_ros" / "train" / "configs" / "xs.yaml"
+    cfg = load_config(shipped)
+    assert cfg.pairs.augment.brightness == (0.7, 1.3) and cfg.pairs.augment.rotation_deg == 2.0
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match="in optim: lrr"):
+        config_from_dict({"optim": {"lrr": 1.0}})
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    cfg = config_from_dict({"optim": {"lr": 1.0, "warmup_pairs": 100, "min_lr_ratio": 0.1},
+                            "schedule": {"total_pairs": 1100}})
+    assert lr_at(cfg, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 100) == pytest.approx(1.0)
+    assert lr_at(cfg, 600) == pytest.approx(0.55)
+    assert lr_at(cfg, 1100) == pytest.approx(0.1)
+
+
+def test_cli_trains_resumes_and_exports(tiny_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from siammixer_ros.train.cli import main as train_main
+    from siammixer_ros.train.export import main as export_main
+
+    config = tmp_path / "cfg.yaml"
+    save_config(_config(tiny_data, tmp_path / "cache"), config)
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--out", str(run), "--max-steps", "1", "--no-progress"]) == 0
+    assert train_main(["--out", str(run), "--resume", "--max-steps", "1", "--no-progress"]) == 0
+    assert train_main(["--out", str(tmp_path / "none"), "--resume"]) == 2
+    out = tmp_path / "x.onnx"
+    assert export_main(["--run", str(run), "--checkpoint", "last.pt", "--out", str(out)]) == 0
+    from siammixer_ros.core.model_file import read_model_file
+
+    info, _ = read_model_file(out)
+    assert info.provenance["pairs_seen"] == 8 and info.provenance["val_sequences_never_trained_on"] == ["clip_val"]
+    assert out.with_suffix(".onnx.sha256").read_text().split()[0] == __import__("hashlib").sha256(
+        out.read_bytes()).hexdigest()

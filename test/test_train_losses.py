@@ -1,0 +1,82 @@
+"""The paper's logistic + triplet loss (Eqs. 1-3) and the distillation term, on hand-made score maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from siammixer_ros.train.data import SEARCH_SIZE, make_label  # noqa: E402
+from siammixer_ros.train.losses import distillation_loss, joint_loss, logistic_loss, triplet_loss  # noqa: E402
+
+CENTRE = (SEARCH_SIZE - 1) / 2
+
+
+def _label(dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
+    return torch.from_numpy(make_label(np.array([CENTRE + dx, CENTRE + dy])))[None]
+
+
+def _scores_from(label: torch.Tensor, high: float, low: float) -> torch.Tensor:
+    return torch.where(label == 1, torch.tensor(high), torch.tensor(low))[:, None]
+
+
+def test_zero_scores_cost_log2() -> None:
+    label = _label()
+    scores = torch.zeros(1, 1, 9, 9)
+    assert float(logistic_loss(scores, label)) == pytest.approx(math.log(2))
+    assert float(triplet_loss(scores, label)) == pytest.approx(math.log(2))
+
+
+def test_correct_scores_cost_less_than_swapped_ones() -> None:
+    label = _label(32, -16)
+    right = _scores_from(label, 4.0, -4.0)
+    swapped = _scores_from(label, -4.0, 4.0)
+    for loss in (logistic_loss, triplet_loss):
+        assert float(loss(right, label)) < 0.05 < 3.0 < float(loss(swapped, label))
+    assert float(joint_loss(right, label)["total"]) < float(joint_loss(swapped, label)["total"])
+
+
+def test_triplet_term_is_the_mean_softplus_of_negative_minus_positive() -> None:
+    label = _label()
+    scores = torch.randn(1, 1, 9, 9)
+    v, y = scores.flatten(), label.flatten()
+    expected = np.mean([math.log1p(math.exp(float(n - p))) for p in v[y == 1] for n in v[y == 0]])
+    assert float(triplet_loss(scores, label)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_logistic_loss_balances_positive_and_negative_cells() -> None:
+    label = _label()  # 5 positive, 76 negative cells
+    scores = _scores_from(label, 0.0, -50.0)  # negatives perfect, positives at 0
+    assert float(logistic_loss(scores, label)) == pytest.approx(0.5 * math.log(2), rel=1e-4)
+
+
+def test_negative_pairs_only_penalise_high_scores_and_have_no_triplet() -> None:
+    label = torch.zeros(1, 9, 9)
+    assert float(logistic_loss(torch.full((1, 1, 9, 9), -6.0), label)) < 0.01
+    assert float(logistic_loss(torch.full((1, 1, 9, 9), 6.0), label)) > 5.0
+    assert float(triplet_loss(torch.randn(1, 1, 9, 9), label)) == 0.0
+
+
+def test_ignored_cells_do_not_count() -> None:
+    label = _label()
+    label_ring = label.clone()
+    label_ring[0, 0, 0] = -1
+    scores = torch.zeros(1, 1, 9, 9)
+    scores[0, 0, 0, 0] = 100.0  # a huge score in the ignored cell
+    assert float(logistic_loss(scores, label_ring)) == pytest.approx(math.log(2))
+    assert float(logistic_loss(scores, label)) > 1.0
+
+
+def test_distillation_is_smallest_when_the_student_matches_the_teacher() -> None:
+    teacher = torch.randn(2, 9, 9) * 3
+    positive = torch.tensor([True, False])
+    for mode in ("bce", "kl"):
+        same = float(distillation_loss(teacher[:, None], teacher, positive, mode))
+        other = float(distillation_loss(-teacher[:, None], teacher, positive, mode))
+        assert same < other
+    assert float(distillation_loss(teacher[:, None], teacher, positive, "kl")) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="distillation mode"):
+        distillation_loss(teacher[:, None], teacher, positive, "l2")
