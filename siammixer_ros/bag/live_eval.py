@@ -45,6 +45,7 @@ from siammixer_ros.bag.eval_bag import LOST_STATE, TRACKER_STATUS, Output, evalu
 from siammixer_ros.bag.make_bag import STORAGES
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D
 from siammixer_ros.eval.report import json_safe
+from siammixer_ros.ros.stats import process_memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
@@ -100,20 +101,6 @@ def node_command(config: LiveEvalConfig, image_topic: str, compressed: bool) -> 
     for key, value in params.items():
         command += ["-p", f"{key}:={value}"]
     return command
-
-
-def peak_rss_bytes(pid: int) -> tuple[int, int]:
-    """(RSS, peak RSS) of a process from /proc, (0, 0) where unavailable."""
-    rss = peak = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return rss, peak
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -289,7 +276,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
             elif time.monotonic() - last_change > 1.0:
                 break
             time.sleep(0.05)
-        memory = peak_rss_bytes(tracker.process.pid)
+        memory = process_memory_bytes(tracker.process.pid)
     finally:
         node_exit = tracker.stop() if tracker is not None else None
         recorder_stats = recorder.close() if recorder is not None else None

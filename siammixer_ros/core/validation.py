@@ -70,7 +70,10 @@ def check_box(box: object, image_shape: tuple[int, ...], what: str = "box") -> t
     if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise TrackerInputError(f"{what} contains NaN or infinity: {box!r}")
     if w <= 0 or h <= 0:
-        raise TrackerInputError(f"{what} must have positive width and height, got w={w:g}, h={h:g}")
+        which = "width and height" if (w <= 0 and h <= 0) else ("width" if w <= 0 else "height")
+        raise TrackerInputError(
+            f"{what} must have positive width and height, got w={w:g}, h={h:g} (zero or negative {which})"
+        )
     height, width = image_shape[:2]
     if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
         raise TrackerInputError(

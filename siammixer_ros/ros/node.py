@@ -11,7 +11,7 @@ without ROS). Threads and callback groups:
 - diagnostics run on a timer in a third group.
 
 Run: ``ros2 run siammixer_ros siammixer_tracker --ros-args -p model_path:=model.onnx -r image:=/camera/image_raw``
-or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
+or ``python -m siammixer_ros.ros.node ...``. Documentation: README.md (section "The node").
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _ros_time_msg(stamp_ns: int) -> TimeMsg:
 
 
 class SiamMixerTrackerNode(Node):
-    """See the module docstring and docs/node.md."""
+    """See the module docstring and README.md (section "The node")."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)

@@ -2,7 +2,7 @@
 
 The node declares each with a ``ParameterDescriptor`` built from this table (ranges, read-only flags,
 descriptions shown by ``ros2 param describe`` / rqt), validates changes at run time with
-:func:`validate_change`, and docs/node.md's parameter table comes from :func:`markdown_table`.
+:func:`validate_change`, and README.md (section "The node")'s parameter table comes from :func:`markdown_table`.
 Tracker parameters are passed through to :class:`~siammixer_ros.core.params.TrackerParams` as
 ``tracker.<field>``.
 """
@@ -201,7 +201,7 @@ def validate_change(current: dict[str, Any], changes: dict[str, Any]) -> str | N
 
 
 def markdown_table() -> str:
-    """The parameter table of docs/node.md."""
+    """The parameter table of README.md (section "The node")."""
     lines = ["| Parameter | Type | Default | Range | Read-only | Description |",
              "|---|---|---|---|---|---|"]
     for spec in all_param_specs():

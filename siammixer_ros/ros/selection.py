@@ -10,6 +10,9 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+from siammixer_ros.core.errors import TrackerInputError
+from siammixer_ros.core.validation import check_box
+
 Box = tuple[float, float, float, float]
 
 
@@ -24,23 +27,13 @@ def check_target_box(box: Sequence[float], image_width: int, image_height: int, 
     numbers, has zero or negative size, lies outside the image, or is smaller than ``min_size`` pixels
     (either side) once clipped.
     """
-    if len(box) != 4:
-        raise TargetError(f"a box needs 4 numbers (x, y, width, height), got {len(box)}")
+    # The checks a tracker needs are the core's (one place for them); an operator's box may then be clipped.
     try:
-        x, y, w, h = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise TargetError(f"box {list(box)} is not numeric") from None
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise TargetError(f"box ({x}, {y}, {w}, {h}) contains NaN or infinity")
-    if w <= 0 or h <= 0:
-        which = "width and height" if (w <= 0 and h <= 0) else ("width" if w <= 0 else "height")
-        raise TargetError(f"box {w:g}x{h:g} has zero or negative {which}")
+        x, y, w, h = check_box(box, (image_height, image_width), what="target box")
+    except TrackerInputError as exc:
+        raise TargetError(str(exc)) from None
     x0, y0 = max(0.0, x), max(0.0, y)
     x1, y1 = min(float(image_width), x + w), min(float(image_height), y + h)
-    if x1 <= x0 or y1 <= y0:
-        raise TargetError(
-            f"box (x={x:g}, y={y:g}, width={w:g}, height={h:g}) lies outside the {image_width}x{image_height} image"
-        )
     cw, ch = x1 - x0, y1 - y0
     if cw < min_size or ch < min_size:
         raise TargetError(

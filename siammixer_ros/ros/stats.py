@@ -139,11 +139,12 @@ class StageLatencies:
         return out
 
 
-def process_memory_bytes() -> tuple[int, int]:
-    """(resident set size, peak resident set size) of this process in bytes; (0, 0) where unknown."""
+def process_memory_bytes(pid: int | None = None) -> tuple[int, int]:
+    """(resident set size, peak resident set size) in bytes of this process, or of process ``pid``;
+    (0, 0) where unknown."""
     rss = peak = 0
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1]) * 1024
@@ -151,7 +152,7 @@ def process_memory_bytes() -> tuple[int, int]:
                     peak = int(line.split()[1]) * 1024
     except OSError:
         pass
-    if not peak:
+    if not peak and pid is None:
         try:
             import resource
 
