@@ -70,6 +70,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data: Path, tmp
     first = Trainer(_config(tiny_data, cache), tmp_path / "b", progress=False)
     first.run(max_steps=2)
     assert (tmp_path / "b" / "checkpoints" / "last.pt").is_file()
+    with (tmp_path / "b" / "log.csv").open("a") as f:  # a step logged after the last checkpoint, then killed
+        f.write("3,12,0,0,9,9,9,0,0,0,0,0,0\n")
     with pytest.raises(FileExistsError):
         Trainer(_config(tiny_data, cache), tmp_path / "b", progress=False)
     resumed = Trainer(_config(tiny_data, cache), tmp_path / "b", resume=True, progress=False)

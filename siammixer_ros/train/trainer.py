@@ -207,6 +207,9 @@ class Trainer:
             self.best_metric, self.best_step = s["best_metric"], s["best_step"]
             self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
             torch.set_rng_state(s["torch_rng"])
+            # Steps after the checkpoint (a run killed between saves) are redone: drop their old log rows.
+            for name in ("log.csv", "val.csv"):
+                self._truncate_csv(self.out / name, self.step)
         elif cfg.init_checkpoint:
             from siammixer_ros.model.export import load_checkpoint
 
@@ -233,6 +236,21 @@ class Trainer:
         return path
 
     # -- logging -------------------------------------------------------------------------------------
+    @staticmethod
+    def _truncate_csv(path: Path, last_step: int) -> None:
+        if not path.is_file():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step]
+        if len(kept) != len(rows):
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows(kept)
+            os.replace(tmp, path)
+
     def _append_csv(self, name: str, row: dict[str, Any], fields: list[str] | None = None) -> None:
         path = self.out / name
         new = not path.is_file()
