@@ -51,9 +51,10 @@ class TrackerParams:
     #: Radius, in response cells, of the square around the peak left out of the PSR sidelobe.
     psr_exclude_radius: int = 2
     #: A frame is "good" (state TRACKING) when score >= tracking_score and psr >= tracking_psr.
-    #: The PSR thresholds were calibrated with models/siammixer_xs.onnx on the first 150 frames of every
-    #: training sequence (never the validation split): 4.0 / 3.0 put 12 % of correctly tracked frames
-    #: below lost_psr (mean AUC 0.404); 3.0 / 2.0 put 0.2 % there (AUC 0.446, no lost logic: 0.438).
+    #: The PSR thresholds were calibrated on the first 150 frames of every training sequence (never the
+    #: validation split). First XS snapshot: 4.0 / 3.0 put 12 % of correctly tracked frames below lost_psr
+    #: (mean AUC 0.404), 3.0 / 2.0 put 0.2 % there (0.446; no lost logic 0.438). Shipped model 0.1.0:
+    #: 4.0 / 3.0 give 0.553, 3.0 / 2.0 give 0.603 (no lost logic 0.604).
     tracking_score: float = 0.5
     tracking_psr: float = 3.0
     #: A frame is "bad" when score < lost_score or psr < lost_psr: the position and size are kept;
