@@ -84,27 +84,6 @@ def pair_metrics(model: torch.nn.Module, pairs: list, batch_size: int = 32, chan
 
 # --- a plain SiamFC tracker on the torch model (selection signal only) --------------------------------
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of (N,4) x,y,w,h boxes row by row."""
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2, by2) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    return inter / np.maximum(union, 1e-12)
-
-
-def success_auc(pred: np.ndarray, gt: np.ndarray) -> float:
-    """OTB success AUC: mean over 21 IoU thresholds in [0, 1] of the share of frames above them."""
-    valid = np.isfinite(gt).all(axis=1)
-    if not valid.any():
-        return float("nan")
-    overlaps = iou(pred[valid], gt[valid])
-    thresholds = np.linspace(0, 1, 21)
-    return float(np.mean([(overlaps > t).mean() for t in thresholds]))
-
-
 class TorchSiamFC:
     """SiamFC inference (3 scales) with the torch model; boxes x, y, w, h."""
 
@@ -159,31 +138,47 @@ class TorchSiamFC:
                          self.size[0], self.size[1]])
 
 
-def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
-                 channels_last: bool = True) -> dict[str, float]:
-    """``{"val_track_auc": mean, "auc/<seq>": ...}``: one pass from the first annotated frame."""
-    was_training = model.training
-    model.eval()
+def _one_pass_auc(sequences: list[CachedSequence], max_frames: int,
+                  make_tracker: Callable[[], tuple[Callable, Callable]]) -> dict[str, float]:
+    """``{"val_track_auc": mean, "auc/<seq>": ...}``: one pass per sequence from its first annotated frame,
+    scored with the evaluation toolkit's metrics (init frame and absent frames not scored).
+
+    ``make_tracker()`` returns ``(init(image, box), update(image) -> box)`` for a fresh tracker.
+    """
+    from siammixer_ros.eval.metrics import sequence_metrics
+
     result: dict[str, float] = {}
-    try:
-        for seq in sequences:
-            valid = seq.valid_indices(1.0)
-            if len(valid) == 0:
-                continue
-            first = int(valid[0])
-            last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
-            tracker = TorchSiamFC(model, channels_last=channels_last)
-            tracker.init(seq.frame(first), seq.boxes[first])
-            preds = [seq.boxes[first]]
-            for idx in range(first + 1, last):
-                preds.append(tracker.update(seq.frame(idx)))
-            # The init frame is not scored (OTB scores it, but it is given; excluding it is stricter).
-            result[f"auc/{seq.name}"] = success_auc(np.array(preds[1:]), seq.boxes[first + 1:last])
-    finally:
-        model.train(was_training)
+    for seq in sequences:
+        valid = seq.valid_indices(1.0)
+        if len(valid) == 0:
+            continue
+        first = int(valid[0])
+        last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
+        init, update = make_tracker()
+        init(seq.frame(first), seq.boxes[first])
+        preds = np.full((last, 4), np.nan)
+        preds[first] = seq.boxes[first]
+        for idx in range(first + 1, last):
+            preds[idx] = update(seq.frame(idx))
+        result[f"auc/{seq.name}"] = sequence_metrics(preds, seq.boxes[:last], first)["success_auc"]
     aucs = [v for v in result.values() if math.isfinite(v)]
     result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
     return result
+
+
+def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
+                 channels_last: bool = True) -> dict[str, float]:
+    """The tracking measure with a plain SiamFC loop on the torch model (:class:`TorchSiamFC`)."""
+    def make_tracker() -> tuple[Callable, Callable]:
+        tracker = TorchSiamFC(model, channels_last=channels_last)
+        return tracker.init, tracker.update
+
+    was_training = model.training
+    model.eval()
+    try:
+        return _one_pass_auc(sequences, max_frames, make_tracker)
+    finally:
+        model.train(was_training)
 
 
 def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
@@ -191,39 +186,27 @@ def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence]
     """The same measure with the project's tracker (``siammixer_ros.core.tracker``) on the exported model.
 
     Exports the current weights to a temporary model file (provenance says so), then runs
-    ``SiamMixerTracker`` one pass per sequence and scores with ``siammixer_ros.eval.metrics``: the
-    numbers the evaluation toolkit would give on these frames.
+    ``SiamMixerTracker``: the numbers the evaluation toolkit would give on these frames.
     """
     import tempfile
     from pathlib import Path
 
     from siammixer_ros.core.params import TrackerParams
     from siammixer_ros.core.tracker import SiamMixerTracker
-    from siammixer_ros.eval.metrics import sequence_metrics
     from siammixer_ros.model.export import export_model
 
-    result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="siammixer_val_") as tmp:
         path = Path(tmp) / "candidate.onnx"
         export_model(model, path, provenance={"training": "in-training validation candidate, not a release"},
                      model_version="validation")
         tracker_params = TrackerParams.from_dict(params) if params else None
-        for seq in sequences:
-            valid = seq.valid_indices(1.0)
-            if len(valid) == 0:
-                continue
-            first = int(valid[0])
-            last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
+
+        def make_tracker() -> tuple[Callable, Callable]:
             tracker = SiamMixerTracker(str(path), params=tracker_params)
-            tracker.init(seq.frame(first), tuple(float(v) for v in seq.boxes[first]))
-            preds = np.full((last, 4), np.nan)
-            preds[first] = seq.boxes[first]
-            for idx in range(first + 1, last):
-                preds[idx] = tracker.update(seq.frame(idx)).box
-            result[f"auc/{seq.name}"] = sequence_metrics(preds, seq.boxes[:last], first)["success_auc"]
-    aucs = [v for v in result.values() if math.isfinite(v)]
-    result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
-    return result
+            return (lambda image, box: tracker.init(image, tuple(float(v) for v in box)),
+                    lambda image: tracker.update(image).box)
+
+        return _one_pass_auc(sequences, max_frames, make_tracker)
 
 
 class Validator:
