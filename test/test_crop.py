@@ -1,9 +1,19 @@
 """The crop function: centre convention, exact copies, padding outside the image, batching."""
 
+import cv2
 import numpy as np
 import pytest
 
-from siammixer_ros.core.crop import box_center, center_box, get_subwindow, get_subwindows, image_mean, to_nchw
+from siammixer_ros.core.crop import (
+    box_center,
+    center_box,
+    crop_matrix,
+    crop_window,
+    get_subwindow,
+    get_subwindows,
+    image_mean,
+    to_nchw,
+)
 
 
 @pytest.fixture
@@ -30,11 +40,40 @@ def test_crop_of_even_size_is_exact_too(image):
     np.testing.assert_array_equal(crop, image[10:26, 20:36])
 
 
-def test_half_pixel_error_in_the_centre_changes_the_crop(image):
+def test_half_pixel_error_in_the_centre_moves_the_crop_by_a_pixel(image):
     box = (13, 7, 31, 31)
     cx, cy = box_center(box)
-    shifted = get_subwindow(image, (cx + 0.5, cy), 31, 31, (0, 0, 0))
-    assert np.abs(shifted.astype(int) - image[7:38, 13:44]).mean() > 5
+    np.testing.assert_array_equal(get_subwindow(image, (cx + 0.4, cy), 31, 31, (0, 0, 0)), image[7:38, 13:44])
+    np.testing.assert_array_equal(get_subwindow(image, (cx + 0.5, cy), 31, 31, (0, 0, 0)), image[7:38, 14:45])
+
+
+def test_crop_window_snaps_to_whole_pixels_within_half_a_pixel():
+    for center, size in [((28.0, 22.0), 31.0), ((27.3, 19.8), 26.3), ((0.49, -3.51), 7.6), ((100.25, 5.75), 1.2)]:
+        window = crop_window(center, size)
+        assert all(isinstance(v, int) for v in window)
+        assert window.side == max(1, round(size))
+        assert abs(window.center[0] - center[0]) <= 0.5 and abs(window.center[1] - center[1]) <= 0.5
+        assert crop_window(window.center, window.side) == window  # idempotent
+    # An odd side centred on a pixel and an even side centred between pixels are kept as they are.
+    assert crop_window((28.0, 22.0), 31) == (13, 7, 31)
+    assert crop_window((27.5, 17.5), 16) == (20, 10, 16)
+    with pytest.raises(ValueError, match="centre"):
+        crop_window((float("nan"), 1.0), 10)
+
+
+@pytest.mark.parametrize("size", [13.0, 24.0, 37.4, 55.0])
+def test_crop_inside_the_image_equals_the_warp_of_its_window(image, size):
+    # Inside the image the crop is a cv2.resize of a view; it must sample the same points as the warp
+    # of its snapped window (the path taken at the border), to OpenCV's fixed-point rounding.
+    center = (40.2, 29.7)
+    window = crop_window(center, size)
+    fast = get_subwindow(image, center, size, 24, (0, 0, 0)).astype(int)
+    warped = cv2.warpAffine(image, crop_matrix(window.center, window.side, 24), (24, 24),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(int)
+    # When upsampling, resize replicates the window's edge pixels where the warp reads the neighbours
+    # just outside it: compare the interior there.
+    inner = slice(1, -1) if window.side < 24 else slice(None)
+    assert np.abs(fast[inner, inner] - warped[inner, inner]).max() <= 1
 
 
 def test_crop_outside_the_image_is_padded_with_the_given_value(image):

@@ -136,3 +136,21 @@ def test_single_template_correlation_equals_plain_convolution() -> None:
     out = Correlation()(zf, xf)
     assert out.shape == (3, 1, 9, 9)
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["xs", "m"])
+def test_projection_moved_to_the_template_side_gives_the_same_response(variant) -> None:
+    # What the exported search parts and head compute (search stops before MB4's projection).
+    torch.manual_seed(2)
+    model = SiamMixer(variant)
+    randomise_batchnorm(model)
+    model.eval()
+    z = torch.rand(1, 3, 128, 128) * 255
+    x = torch.rand(3, 3, 256, 256) * 255
+    with torch.no_grad():
+        zf = model.template_features(z)
+        want = model.head(zf, model.search_features(x))
+        got = model.head_from_hidden(zf, model.search_hidden(x))
+        paired = model.head_from_hidden(model.template_features(z.expand(3, -1, -1, -1)), model.search_hidden(x))
+    assert torch.allclose(got, want, atol=1e-4) and torch.allclose(paired, want, atol=1e-4)
+    assert want.std() > 1e-3

@@ -1,9 +1,10 @@
 """Response post-processing: scales, window, displacement geometry, scale choice, PSR."""
 
+import cv2
 import numpy as np
 import pytest
 
-from siammixer_ros.core.postprocess import hann_window, peak_to_sidelobe, scale_factors, select_peak, sigmoid
+from siammixer_ros.core.postprocess import hann_window, peak_to_sidelobe, scale_factors, select_peak, sigmoid, upsample
 
 
 def test_scale_factors_are_symmetric_powers_of_the_step():
@@ -71,3 +72,12 @@ def test_sigmoid_is_overflow_safe():
     assert sigmoid(0.0) == 0.5
     assert sigmoid(1000.0) == 1.0
     assert sigmoid(-1000.0) == 0.0
+
+
+@pytest.mark.parametrize("r, up", [(9, 16), (17, 8), (5, 3)])
+def test_upsampling_equals_opencv_bicubic_resize(r, up):
+    maps = np.random.default_rng(r).normal(size=(3, r, r)).astype(np.float32)
+    got = upsample(maps, up)
+    for i in range(3):
+        want = cv2.resize(maps[i], (r * up, r * up), interpolation=cv2.INTER_CUBIC)
+        np.testing.assert_allclose(got[i], want, atol=1e-5)

@@ -64,9 +64,12 @@ def test_all_modes_match_each_other_pytorch_and_the_main_graph(xs_model, inputs)
     path, model = xs_model
     z, x = inputs
     with torch.no_grad():
-        ref_xf = model.search_features(torch.from_numpy(x)).numpy()
+        # The search parts stop before MB4's projection, which the head applies to the template side.
+        ref_xf = model.search_hidden(torch.from_numpy(x)).numpy()
         ref_zf = model.template_features(torch.from_numpy(z)).numpy()
-        ref_r = model.head(torch.from_numpy(ref_zf), torch.from_numpy(ref_xf)).numpy()
+        ref_r = model.head(torch.from_numpy(ref_zf), model.search_features(torch.from_numpy(x))).numpy()
+        assert np.abs(model.head_from_hidden(torch.from_numpy(ref_zf), torch.from_numpy(ref_xf)).numpy()
+                      - ref_r).max() <= 1e-4
     results = {}
     # "batched-masked": every patch through the masked part (no interior part), the other modes use both
     for name in (*MODES, "batched-masked"):
@@ -164,3 +167,16 @@ def test_export_from_checkpoint_records_provenance(tmp_path: Path) -> None:
     info, _ = read_model_file(out)
     assert info.model_version == "1.2" and info.provenance == {"checkpoint": "ckpt.pt", "epoch": 3,
                                                               "dataset": "GOT-10k"}
+
+
+def test_exported_search_parts_stop_before_the_projection(xs_model) -> None:
+    from siammixer_ros.core import memory
+    from siammixer_ros.model.network import SiamMixerConfig
+    from siammixer_ros.tools.model_info import search_output_is_hidden
+
+    assert search_output_is_hidden(xs_model[0])
+    cfg = SiamMixerConfig.for_variant("xs")
+    paper, executed = memory.count_macs(cfg, scales=3), memory.executed_macs(cfg, scales=3)
+    # 3 search maps skip the 256x256 projection at 16x16; the head does it once at 8x8.
+    assert paper["search"] - executed["search"] == 3 * 256 * 256 * 16 * 16
+    assert executed["head"] - paper["head"] == 256 * 256 * 8 * 8

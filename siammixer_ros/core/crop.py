@@ -9,18 +9,37 @@ pixel ``(i, j)`` covers ``[i - 0.5, i + 0.5] x [j - 0.5, j + 0.5]``. A box ``(x,
 ``c + (u - (out - 1) / 2) * size / out``: its centre pixel ``(out - 1) / 2`` lands exactly on ``c``,
 and a crop with ``size == out`` at an integer-aligned centre copies pixels exactly.
 
-Pixels outside the image are filled with ``pad_value`` (the tracker passes the frame's per-channel
-mean, as SiamFC does), so crops that leave the image are correct, not clipped.
+Crops are snapped to the pixel grid first (as pysot does): :func:`crop_window` turns a requested
+centre and side into a square of whole pixels, ``(x0, y0, side, side)`` in the box convention, whose
+centre is within half a pixel of the request and whose side is the rounded request. Callers that map
+results back to the image (the tracker) use that window, so snapping costs no accuracy; what it buys
+is speed: a window inside the image is one ``cv2.resize`` of an image view (measured 0.13 ms for a
+256-px crop of a 640x360 frame, against 0.5 ms for ``cv2.warpAffine``). A window that leaves the
+image goes through ``cv2.warpAffine`` with the same mapping, and pixels outside the image are filled
+with ``pad_value`` (the tracker passes the frame's per-channel mean, as SiamFC does), so crops that
+leave the image are correct, not clipped.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-__all__ = ["box_center", "center_box", "crop_matrix", "get_subwindow", "get_subwindows", "image_mean", "to_nchw"]
+__all__ = [
+    "CropWindow",
+    "box_center",
+    "center_box",
+    "crop_matrix",
+    "crop_window",
+    "get_subwindow",
+    "get_subwindows",
+    "image_mean",
+    "to_nchw",
+]
 
 
 def box_center(box: Sequence[float]) -> tuple[float, float]:
@@ -39,6 +58,34 @@ def image_mean(image: np.ndarray) -> tuple[float, ...]:
     return tuple(cv2.mean(image)[: image.shape[2] if image.ndim == 3 else 1])
 
 
+class CropWindow(NamedTuple):
+    """A square crop of whole pixels: top-left pixel ``(x0, y0)`` and ``side`` (box convention)."""
+
+    x0: int
+    y0: int
+    side: int
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return box_center((self.x0, self.y0, self.side, self.side))
+
+
+def crop_window(center_xy: tuple[float, float], crop_size: float) -> CropWindow:
+    """The whole-pixel square nearest to a crop of side ``crop_size`` centred at ``center_xy``.
+
+    The side is ``crop_size`` rounded (at least 1); the centre moves by at most half a pixel. Snapping
+    a snapped window returns it unchanged.
+    """
+    if not (crop_size > 0 and math.isfinite(crop_size)):
+        raise ValueError(f"crop size must be a positive finite number, got {crop_size!r}")
+    cx, cy = center_xy
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        raise ValueError(f"crop centre must be finite, got {center_xy!r}")
+    side = max(1, math.floor(crop_size + 0.5))
+    half = (side - 1) / 2.0
+    return CropWindow(math.floor(cx - half + 0.5), math.floor(cy - half + 0.5), side)
+
+
 def crop_matrix(center_xy: tuple[float, float], crop_size: float, out_size: int) -> np.ndarray:
     """2x3 affine matrix mapping output pixels to image coordinates (for ``WARP_INVERSE_MAP``)."""
     scale = float(crop_size) / float(out_size)
@@ -55,15 +102,22 @@ def get_subwindow(
     pad_value: Sequence[float],
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Square crop of side ``crop_size`` (image pixels) centred at ``center_xy``, resized to
-    ``out_size`` x ``out_size`` with bilinear interpolation; outside the image: ``pad_value``.
+    """Square crop of side ``crop_size`` (image pixels) centred at ``center_xy``, snapped to the pixel
+    grid by :func:`crop_window`, resized to ``out_size`` x ``out_size`` with bilinear interpolation;
+    outside the image: ``pad_value``.
 
     Returns an ``out_size x out_size x C`` array of the image's dtype, written into ``out`` when given
     (it must be C-contiguous with that shape and dtype).
     """
-    if crop_size <= 0 or not np.isfinite(crop_size):
-        raise ValueError(f"crop size must be a positive finite number, got {crop_size!r}")
-    matrix = crop_matrix(center_xy, crop_size, out_size)
+    x0, y0, side = crop_window(center_xy, crop_size)
+    height, width = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + side <= width and y0 + side <= height:
+        # fx = fy = out/side with dsize (0, 0): OpenCV maps output u to window x0 + (u + 0.5) * side/out - 0.5,
+        # the mapping of crop_matrix below.
+        scale = out_size / side
+        return cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (0, 0), dst=out, fx=scale, fy=scale,
+                          interpolation=cv2.INTER_LINEAR)
+    matrix = crop_matrix(box_center((x0, y0, side, side)), side, out_size)
     border = tuple(float(v) for v in pad_value) + (0.0,) * (4 - len(pad_value))
     return cv2.warpAffine(
         image,

@@ -208,6 +208,24 @@ def count_macs(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_
     return {"template": t, "search": s, "head": h, "total": t + s + h}
 
 
+def executed_macs(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_size: int = SEARCH_SIZE,
+                  scales: int = 1) -> dict[str, int]:
+    """MACs as an exported model file runs them: like :func:`count_macs`, but MB4's linear projection is
+    applied once per head call to the template map instead of to every search map (exact, see
+    ``SiamMixer.head_from_hidden``)."""
+    macs = count_macs(cfg, template_size, search_size, scales)
+    search = branch_layers(cfg, search_size, "search")
+    template = branch_layers(cfg, template_size, "template")
+    if search[-1].name != "mb4.project":
+        return macs
+    search_projection = search[-1].macs * scales
+    template_projection = template[-1].macs  # (hidden x out) per template position, once per call
+    macs["search"] -= search_projection
+    macs["head"] += template_projection
+    macs["total"] = macs["template"] + macs["search"] + macs["head"]
+    return macs
+
+
 def search_mode_layers(cfg: SiamMixerConfig, mode: str, search_size: int = SEARCH_SIZE,
                        patch_size: int = PATCH_SIZE) -> tuple[list[tuple[Layer, int]], int]:
     """The search branch as executed in ``mode``: [(layer, copies computed at once)], grid elements held.

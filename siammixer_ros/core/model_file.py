@@ -34,6 +34,12 @@ inference reproduces whole-image zero padding exactly. ``search_patch_interior``
 without the mask operations, for patches whose halo lies wholly inside the image (same results, faster).
 ``search_patch``, ``search_global`` and ``search_patch_interior`` are optional: a model without the first
 two runs in whole-image mode only.
+
+``search_features`` is whatever the file's ``head`` part takes: a runtime only passes it from one part
+to the other. Files written by this project's exporter stop the search branch before its last linear
+layer (MB4's projection) and apply that layer to the template side inside ``head``, which is exact
+because the correlation is linear (see ``SiamMixer.head_from_hidden``) and saves the layer's cost on
+every search image.
 """
 
 from __future__ import annotations

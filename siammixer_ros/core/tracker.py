@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from siammixer_ros.core.crop import box_center, center_box, get_subwindow, get_subwindows, image_mean, to_nchw
+from siammixer_ros.core.crop import (
+    box_center,
+    center_box,
+    crop_window,
+    get_subwindow,
+    get_subwindows,
+    image_mean,
+    to_nchw,
+)
 from siammixer_ros.core.errors import ModelError, TrackerStateError
 from siammixer_ros.core.params import TrackerParams
 from siammixer_ros.core.postprocess import Peak, hann_window, scale_factors, select_peak
@@ -239,6 +247,11 @@ class SiamMixerTracker:
             centers = [(target.cx, target.cy)] * params.scale_num
             sizes = (x_size * self._scales).tolist()
             penalties, influence = self._penalties, params.window_influence
+        # Snap every crop to whole pixels (fast crops, see core/crop.py) and map results back through
+        # the windows actually cut.
+        windows = [crop_window(c, s) for c, s in zip(centers, sizes, strict=True)]
+        centers = [wnd.center for wnd in windows]
+        sizes = [float(wnd.side) for wnd in windows]
         n = len(centers)
         crops = get_subwindows(img, centers, sizes, info.search_size, image_mean(img), out=self._crop_buffers.get(n))
         self._crop_buffers[n] = crops
@@ -264,7 +277,7 @@ class SiamMixerTracker:
             params.psr_exclude_radius,
             out=upsampled,
         )
-        new = self._next_target(target, peak, centers, sizes, lost, width, height)
+        new = self._next_target(target, peak, centers, sizes, x_size, lost, width, height)
         t3 = time.perf_counter()
         timings = {"crop": t1 - t0, "inference": t2 - t1}
         timings.update(self._runtime_timings(("search", "head")))
@@ -276,7 +289,7 @@ class SiamMixerTracker:
             score=peak.score,
             state=new.state,
             psr=peak.psr,
-            scale=1.0 if lost else float(self._scales[peak.index]),
+            scale=1.0 if lost else sizes[peak.index] / x_size,
             search_crops=n,
             frame_index=new.frame_index,
             timings=timings,
@@ -327,6 +340,7 @@ class SiamMixerTracker:
         peak: Peak,
         centers: list[tuple[float, float]],
         sizes: list[float],
+        x_size: float,
         lost: bool,
         width: int,
         height: int,
@@ -361,7 +375,8 @@ class SiamMixerTracker:
             if not bad:
                 cx, cy = found_cx, found_cy
             if good:
-                factor = (1.0 - params.scale_lr) + params.scale_lr * float(self._scales[peak.index])
+                # The scale of the crop that won, as cut (snapped), relative to the unsnapped search size.
+                factor = (1.0 - params.scale_lr) + params.scale_lr * sizes[peak.index] / x_size
                 w, h = w * factor, h * factor
         cx = min(max(cx, 0.0), width - 1.0)
         cy = min(max(cy, 0.0), height - 1.0)

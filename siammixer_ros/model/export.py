@@ -37,6 +37,8 @@ from siammixer_ros.model.network import SiamMixer, fold_input_normalisation
 
 OPSET = 17
 ARCHITECTURE_KEY = "siammixer.architecture"  # the variant's widths (JSON), for memory accounting
+# What the search parts return: "mb4_hidden" = before MB4's projection, which the head applies to the template.
+SEARCH_OUTPUT_KEY = "siammixer.search_output"
 RANDOM_PROVENANCE = {"training": "random initialisation, NOT TRAINED", "warning": "for tests and benchmarks only"}
 
 
@@ -50,8 +52,9 @@ class _Template(nn.Module):
 
 
 class _Search(_Template):
+    # Search parts stop before MB4's linear projection; the head applies it to the template side.
     def forward(self, search: torch.Tensor) -> torch.Tensor:
-        return self.m.search_features(search)
+        return self.m.search_hidden(search)
 
 
 class _SearchPatch(_Template):
@@ -66,12 +69,12 @@ class _SearchPatchInterior(_Template):
 
 class _SearchGlobal(_Template):
     def forward(self, patch_grid: torch.Tensor) -> torch.Tensor:
-        return self.m.search_global_features(patch_grid)
+        return self.m.deep_hidden(patch_grid)
 
 
 class _Head(_Template):
     def forward(self, template_features: torch.Tensor, search_features: torch.Tensor) -> torch.Tensor:
-        return self.m.head(template_features, search_features)
+        return self.m.head_from_hidden(template_features, search_features)
 
 
 class _Main(_Template):
@@ -105,7 +108,7 @@ def build_parts(model: SiamMixer) -> tuple[Any, dict[str, Any]]:
     x = torch.zeros(2, 3, s, s)
     with torch.no_grad():
         zf = model.template_features(z)
-        xf = model.search_features(x)
+        xf = model.search_hidden(x)
     parts = {
         PART_TEMPLATE: _to_onnx(_Template(model), (z,), ["template"], ["template_features"], {}),
         PART_SEARCH: _to_onnx(_Search(model), (x,), ["search"], ["search_features"],
@@ -165,6 +168,8 @@ def export_model(model: SiamMixer, path: str | Path, provenance: dict[str, Any] 
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = ARCHITECTURE_KEY, json.dumps(model.config.to_dict(), sort_keys=True)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = SEARCH_OUTPUT_KEY, "mb4_hidden"
     onnx.save(proto, str(path))
     return path
 

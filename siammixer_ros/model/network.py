@@ -82,6 +82,12 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, valid: bool = False) -> torch.Tensor:
+        h = self.project_bn(self.project(self.hidden_features(x, mask, valid)))
+        return x + h if self.use_residual else h
+
+    def hidden_features(self, x: torch.Tensor, mask: torch.Tensor | None = None, valid: bool = False
+                        ) -> torch.Tensor:
+        """The block up to its linear projection: expand + depthwise, after the second ReLU."""
         h = F.relu(self.expand_bn(self.expand(x)))
         if mask is None and not valid:
             h = self.depthwise(h)
@@ -91,9 +97,14 @@ class InvertedResidual(nn.Module):
             if mask is not None:
                 h = h * mask
             h = F.conv2d(h, self.depthwise.weight, None, self.stride, 0, 1, self.hidden)
-        h = F.relu(self.depthwise_bn(h))
-        h = self.project_bn(self.project(h))
-        return x + h if self.use_residual else h
+        return F.relu(self.depthwise_bn(h))
+
+    def folded_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection with its BatchNorm folded (eval mode): ``(weight (cout, hidden), bias (cout))``."""
+        bn = self.project_bn
+        gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = self.project.weight[:, :, 0, 0] * gain[:, None]
+        return weight, bn.bias - bn.running_mean * gain
 
     def output_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """The validity mask at this block's output for a valid (unpadded) depthwise convolution."""
@@ -298,6 +309,10 @@ class SiamMixer(nn.Module):
         """MB3 + Mixer2 + MB4 (global): stride 8 map -> stride 16 features with 256 channels."""
         return self.mb4(self.mixer2(self.mb3(x)))
 
+    def deep_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`deep` without MB4's final linear projection (see :meth:`head_from_hidden`)."""
+        return self.mb4.hidden_features(self.mixer2(self.mb3(x)))
+
     # --- public API ------------------------------------------------------------------------
     def template_features(self, z: torch.Tensor) -> torch.Tensor:
         """(B,3,128,128) -> (B,256,8,8)."""
@@ -322,6 +337,26 @@ class SiamMixer(nn.Module):
     def head(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
         """(1 or B,256,8,8) x (B,256,16,16) -> (B,1,9,9) raw scores (logits)."""
         return self.head_module(zf, xf)
+
+    def search_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,256,256) -> (B,hidden,16,16): the search features before MB4's linear projection."""
+        return self.deep_hidden(self.shallow(x))
+
+    def head_from_hidden(self, zf: torch.Tensor, xh: torch.Tensor) -> torch.Tensor:
+        """:meth:`head` on the search features *before* MB4's projection (what the exported search parts return).
+
+        The projection is linear (``xf = W xh + b`` per position, BatchNorm folded) and the correlation is
+        linear in ``xf``, so ``corr(zf, xf) = corr(W^T zf, xh) + sum(zf * b)``: the projection moves to the
+        template side, where it runs once per call on the 8x8 template map instead of on every 16x16 search
+        map (3 scales: 50 M multiply-accumulates less per frame; same response to float rounding).
+        """
+        if self.mb4.use_residual:
+            raise ValueError("head_from_hidden needs MB4 without a residual (cin != cout)")
+        weight, bias = self.mb4.folded_projection()
+        kernel = F.conv2d(zf, weight.t()[:, :, None, None])
+        offset = (zf * bias.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+        head = self.head_module
+        return (head.correlation(kernel, xh) + offset) * head.scale + head.bias
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.template_features(z), self.search_features(x))

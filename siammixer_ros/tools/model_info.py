@@ -23,18 +23,28 @@ from siammixer_ros.core.memory import MODES, PAPER_PEAK_BYTES, PAPER_REDUCTION, 
 from siammixer_ros.core.model_file import ModelError, ModelInfo, read_model_file
 
 ARCHITECTURE_KEY = "siammixer.architecture"
+SEARCH_OUTPUT_KEY = "siammixer.search_output"
 PAPER_PARAMS = {"xs": 0.286e6, "s": 0.389e6, "m": 0.593e6, "l": 1.003e6}  # Table 4
 
 
-def read_architecture(path: str | Path, info: ModelInfo) -> tuple[SiamMixerConfig, str]:
-    """The widths stored in the file (``siammixer.architecture``), else the variant's defaults."""
+def _custom_metadata(path: str | Path) -> dict[str, str]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    raw = session.get_modelmeta().custom_metadata_map.get(ARCHITECTURE_KEY)
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def search_output_is_hidden(path: str | Path) -> bool:
+    """True when the file's search parts stop before MB4's projection (the head applies it to the template)."""
+    return _custom_metadata(path).get(SEARCH_OUTPUT_KEY) == "mb4_hidden"
+
+
+def read_architecture(path: str | Path, info: ModelInfo) -> tuple[SiamMixerConfig, str]:
+    """The widths stored in the file (``siammixer.architecture``), else the variant's defaults."""
+    raw = _custom_metadata(path).get(ARCHITECTURE_KEY)
     if raw:
         return SiamMixerConfig.from_dict(json.loads(raw)), "stored in the model file"
     return SiamMixerConfig.for_variant(info.variant), f"defaults of variant {info.variant} (not stored in the file)"
