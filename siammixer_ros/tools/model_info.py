@@ -110,6 +110,9 @@ def model_report(path: str | Path, measure: bool = False) -> dict[str, Any]:
         "macs": {str(n): memory.count_macs(cfg, info.template_size, info.search_size, n) for n in (1, 3, 5)},
         "halo": memory.patch_halo(cfg, info.patch_size or memory.PATCH_SIZE),
     }
+    if search_output_is_hidden(path):  # MB4's projection runs on the template side (docs/network.md)
+        report["executed_macs"] = {str(n): memory.executed_macs(cfg, info.template_size, info.search_size, n)
+                                   for n in (1, 3, 5)}
     modes = MODES if info.has_patch_parts else ("whole",)
     mem: dict[str, Any] = {}
     for mode in modes:
@@ -149,6 +152,9 @@ def format_report(r: dict[str, Any], per_layer: bool = True) -> str:
     for n, m in r["macs"].items():
         lines.append(f"  {n} scale(s): {m['total'] / 1e6:8.1f} M  (template {m['template'] / 1e6:.1f} M, "
                      f"search {m['search'] / 1e6:.1f} M, correlation {m['head'] / 1e6:.1f} M)")
+    if "executed_macs" in r:
+        lines.append("  as this file runs them (MB4's projection moved to the template side of the correlation): "
+                     + ", ".join(f"{n} scale(s) {m['total'] / 1e6:.1f} M" for n, m in r["executed_macs"].items()))
     mem = r["feature_memory"]
     modes = list(mem)
     if per_layer:
