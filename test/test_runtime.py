@@ -172,9 +172,7 @@ def test_export_from_checkpoint_records_provenance(tmp_path: Path) -> None:
 def test_exported_search_parts_stop_before_the_projection(xs_model) -> None:
     from siammixer_ros.core import memory
     from siammixer_ros.model.network import SiamMixerConfig
-    from siammixer_ros.tools.model_info import search_output_is_hidden
-
-    assert search_output_is_hidden(xs_model[0])
+    assert read_model_file(xs_model[0])[0].search_output == "mb4_hidden"
     cfg = SiamMixerConfig.for_variant("xs")
     paper, executed = memory.count_macs(cfg, scales=3), memory.executed_macs(cfg, scales=3)
     # 3 search maps skip the 256x256 projection at 16x16; the head does it once at 8x8.

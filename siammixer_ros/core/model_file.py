@@ -53,6 +53,10 @@ from typing import Any
 FORMAT_VERSION = 1
 META_PREFIX = "siammixer."
 PART_PREFIX = META_PREFIX + "part."
+# The variant's widths (JSON), written by the exporter for memory accounting (not part of ModelInfo).
+ARCHITECTURE_KEY = META_PREFIX + "architecture"
+# ModelInfo.search_output of files whose search parts stop before MB4's projection (see below).
+SEARCH_OUTPUT_HIDDEN = "mb4_hidden"
 
 PART_TEMPLATE = "template"
 PART_SEARCH = "search"
@@ -88,6 +92,9 @@ class ModelInfo:
     patch_feature_size: int = 0
     patch_feature_channels: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
+    # What the search parts return and the head takes: "features" (the branch's output) or
+    # SEARCH_OUTPUT_HIDDEN (before MB4's projection, which the head applies to the template side).
+    search_output: str = "features"
     parts: tuple[str, ...] = ()
 
     @property

@@ -24,21 +24,20 @@ from torch import nn
 
 from siammixer_ros.core.memory import NORMALISATION
 from siammixer_ros.core.model_file import (
+    ARCHITECTURE_KEY,
     PART_HEAD,
     PART_SEARCH,
     PART_SEARCH_GLOBAL,
     PART_SEARCH_PATCH,
     PART_SEARCH_PATCH_INTERIOR,
     PART_TEMPLATE,
+    SEARCH_OUTPUT_HIDDEN,
     ModelInfo,
     write_model_file,
 )
 from siammixer_ros.model.network import SiamMixer, fold_input_normalisation
 
 OPSET = 17
-ARCHITECTURE_KEY = "siammixer.architecture"  # the variant's widths (JSON), for memory accounting
-# What the search parts return: "mb4_hidden" = before MB4's projection, which the head applies to the template.
-SEARCH_OUTPUT_KEY = "siammixer.search_output"
 RANDOM_PROVENANCE = {"training": "random initialisation, NOT TRAINED", "warning": "for tests and benchmarks only"}
 
 
@@ -161,6 +160,7 @@ def export_model(model: SiamMixer, path: str | Path, provenance: dict[str, Any] 
         patch_feature_size=model.patch_feature_size,
         patch_feature_channels=model.patch_feature_channels,
         provenance=dict(provenance),
+        search_output=SEARCH_OUTPUT_HIDDEN,  # the search parts and head built above
     )
     path = write_model_file(path, main, parts, info)
     # One extra entry the format tolerates (readers ignore unknown keys): the widths, so that memory
@@ -168,8 +168,6 @@ def export_model(model: SiamMixer, path: str | Path, provenance: dict[str, Any] 
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = ARCHITECTURE_KEY, json.dumps(model.config.to_dict(), sort_keys=True)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = SEARCH_OUTPUT_KEY, "mb4_hidden"
     onnx.save(proto, str(path))
     return path
 

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from siammixer_ros.core import memory
+from siammixer_ros.core.model_file import SEARCH_OUTPUT_HIDDEN
 from siammixer_ros.core.runtime import MODES, RuntimeOptions, SiamMixerRuntime
-from siammixer_ros.tools.model_info import read_architecture, search_output_is_hidden
+from siammixer_ros.tools.model_info import read_architecture
 
 SCALES = (1, 3, 5)
 
@@ -97,7 +98,7 @@ def bench(model_path: str, threads_list: tuple[int, ...], modes: tuple[str, ...]
     xs = {n: rng.uniform(0, 255, (n, 3, info.search_size, info.search_size)).astype(np.float32) for n in SCALES}
     # The work the model file does, for GFLOP/s (files from this project's exporter move MB4's projection
     # to the template side).
-    count = memory.executed_macs if search_output_is_hidden(model_path) else memory.count_macs
+    count = memory.executed_macs if info.search_output == SEARCH_OUTPUT_HIDDEN else memory.count_macs
     macs = {n: count(cfg, info.template_size, info.search_size, n) for n in SCALES}
     for threads in threads_list:
         results["matmul_peak_gflops"][str(threads)] = {"onnxruntime": ort_matmul_peak(threads),

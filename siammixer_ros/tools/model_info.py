@@ -20,31 +20,26 @@ from typing import Any
 
 from siammixer_ros.core import memory
 from siammixer_ros.core.memory import MODES, PAPER_PEAK_BYTES, PAPER_REDUCTION, SiamMixerConfig
-from siammixer_ros.core.model_file import ModelError, ModelInfo, read_model_file
+from siammixer_ros.core.model_file import (
+    ARCHITECTURE_KEY,
+    SEARCH_OUTPUT_HIDDEN,
+    ModelError,
+    ModelInfo,
+    read_model_file,
+)
 
-ARCHITECTURE_KEY = "siammixer.architecture"
-SEARCH_OUTPUT_KEY = "siammixer.search_output"
 PAPER_PARAMS = {"xs": 0.286e6, "s": 0.389e6, "m": 0.593e6, "l": 1.003e6}  # Table 4
 
 
-def _custom_metadata(path: str | Path) -> dict[str, str]:
+def read_architecture(path: str | Path, info: ModelInfo) -> tuple[SiamMixerConfig, str]:
+    """The widths stored in the file (``siammixer.architecture``), else the variant's defaults."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
-
-
-def search_output_is_hidden(path: str | Path) -> bool:
-    """True when the file's search parts stop before MB4's projection (the head applies it to the template)."""
-    return _custom_metadata(path).get(SEARCH_OUTPUT_KEY) == "mb4_hidden"
-
-
-def read_architecture(path: str | Path, info: ModelInfo) -> tuple[SiamMixerConfig, str]:
-    """The widths stored in the file (``siammixer.architecture``), else the variant's defaults."""
-    raw = _custom_metadata(path).get(ARCHITECTURE_KEY)
+    raw = session.get_modelmeta().custom_metadata_map.get(ARCHITECTURE_KEY)
     if raw:
         return SiamMixerConfig.from_dict(json.loads(raw)), "stored in the model file"
     return SiamMixerConfig.for_variant(info.variant), f"defaults of variant {info.variant} (not stored in the file)"
@@ -110,7 +105,7 @@ def model_report(path: str | Path, measure: bool = False) -> dict[str, Any]:
         "macs": {str(n): memory.count_macs(cfg, info.template_size, info.search_size, n) for n in (1, 3, 5)},
         "halo": memory.patch_halo(cfg, info.patch_size or memory.PATCH_SIZE),
     }
-    if search_output_is_hidden(path):  # MB4's projection runs on the template side (docs/network.md)
+    if info.search_output == SEARCH_OUTPUT_HIDDEN:  # MB4's projection on the template side (docs/network.md)
         report["executed_macs"] = {str(n): memory.executed_macs(cfg, info.template_size, info.search_size, n)
                                    for n in (1, 3, 5)}
     modes = MODES if info.has_patch_parts else ("whole",)
