@@ -189,6 +189,22 @@ def test_negative_pairs_have_all_negative_labels(synthetic_sequences: list[Cache
     assert np.isnan(batch["target_xy"]).all()
 
 
+def test_pseudo_pairs_come_from_training_frames_and_carry_no_label(
+        synthetic_sequences: list[CachedSequence]) -> None:
+    cfg = PairConfig(sources={"pseudo": 1.0}, pseudo_max_gap=2)
+    sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=4)
+    pairs = [sampler.sample() for _ in range(8)]
+    assert {p.kind for p in pairs} == {"pseudo"} and all(p.target_xy is None for p in pairs)
+    for p in pairs:
+        name, frames, _ = p.source.split(":")
+        t_idx, x_idx = (int(v) for v in frames.split("->"))
+        assert name in ("train_a", "train_b") and abs(t_idx - x_idx) <= 2
+        assert p.template.shape == (TEMPLATE_SIZE, TEMPLATE_SIZE, 3) and p.search.shape == (SEARCH_SIZE, SEARCH_SIZE, 3)
+    batch = collate(pairs)
+    # Every cell of a pseudo pair is ignored (-1): only the teacher supervises it.
+    assert (batch["label"][:8] == -1).all() and not batch["positive"].any()
+
+
 def test_cache_decodes_a_video_once(tmp_path: Path) -> None:
     seq_dir = tmp_path / "data" / "sequences" / "clip"
     seq_dir.mkdir(parents=True)

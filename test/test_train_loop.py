@@ -41,11 +41,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _config(data: Path, cache: Path, **schedule: int) -> object:
+def _config(data: Path, cache: Path, loss: dict | None = None, **schedule: int) -> object:
     return config_from_dict({
         "threads": 1, "data_dir": str(data), "cache_dir": str(cache), "val_sequences": ["clip_val"],
         "pairs": {"sources": {"video": 0.75, "negative": 0.25}, "max_gap": 4},
-        "loss": {"distill_weight": 0.0},
+        "loss": loss or {"distill_weight": 0.0},
         "optim": {"batch_size": 4, "warmup_pairs": 0, "lr": 0.002},
         "schedule": {"total_pairs": 400, "checkpoint_every_s": 1e9, "val_every_pairs": 10**6,
                      "tracking_val_every_pairs": 0, **schedule},
@@ -107,6 +107,16 @@ def test_config_round_trip_and_unknown_keys(tmp_path: Path) -> None:
         config_from_dict({"optim": {"lrr": 1.0}})
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "siammixer_ros" / "train"
+                                                           / "configs").glob("*.yaml")))
+def test_every_shipped_config_loads(name: str) -> None:
+    cfg = load_config(Path(__file__).resolve().parents[1] / "siammixer_ros" / "train" / "configs" / name)
+    assert cfg.variant == "xs" and sum(cfg.pairs.sources.values()) > 0
+    if cfg.pairs.sources.get("pseudo", 0) > 0:
+        # Pseudo pairs have no labels: without the teacher's map nothing would supervise them.
+        assert cfg.loss.distill_weight > 0 and cfg.loss.distill_mode == "bce"
+
+
 def test_lr_schedule_warms_up_then_decays() -> None:
     cfg = config_from_dict({"optim": {"lr": 1.0, "warmup_pairs": 100, "min_lr_ratio": 0.1},
                             "schedule": {"total_pairs": 1100}})
@@ -135,3 +145,53 @@ def test_cli_trains_resumes_and_exports(tiny_data: Path, tmp_path: Path) -> None
     assert info.provenance["pairs_seen"] == 8 and info.provenance["val_sequences_never_trained_on"] == ["clip_val"]
     assert out.with_suffix(".onnx.sha256").read_text().split()[0] == __import__("hashlib").sha256(
         out.read_bytes()).hexdigest()
+
+
+TEACHER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "nanotrack_v2"
+
+
+def test_feature_distillation_trains_an_adapter_that_resumes_and_is_not_exported(tiny_data: Path,
+                                                                                  tmp_path: Path) -> None:
+    if not (TEACHER / "nanotrack_head_sim.onnx").is_file():
+        pytest.skip(f"NanoTrack v2 teacher absent ({TEACHER}); it lives in ../shared/peers")
+    pytest.importorskip("onnx")
+    loss = {"distill_weight": 0.0, "feature_distill_weight": 1.0, "teacher_dir": str(TEACHER)}
+    cache = tmp_path / "cache"
+    trainer = Trainer(_config(tiny_data, cache, loss), tmp_path / "fixed", progress=False)
+    batch = trainer.batches.make(0)
+    assert batch["teacher_search_features"].shape == (4, 48, 16, 16)
+    rows = [trainer.train_step(batch) for _ in range(6)]
+    assert rows[0]["distill"] == 0.0 and rows[0]["feature_distill"] > 0.5
+    assert rows[-1]["feature_distill"] < rows[0]["feature_distill"], [r["feature_distill"] for r in rows]
+
+    straight = Trainer(_config(tiny_data, cache, loss), tmp_path / "a", progress=False)
+    straight.run(max_steps=3)
+    first = Trainer(_config(tiny_data, cache, loss), tmp_path / "b", progress=False)
+    first.run(max_steps=2)
+    assert "feature_adapter" in torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)
+    resumed = Trainer(_config(tiny_data, cache, loss), tmp_path / "b", resume=True, progress=False)
+    resumed.run(max_steps=1)
+    for key, value in straight.adapter.state_dict().items():
+        torch.testing.assert_close(value, resumed.adapter.state_dict()[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert "feature_distill" in (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
+
+    # A run without the adapter cannot silently resume as one with it.
+    plain = Trainer(_config(tiny_data, cache), tmp_path / "plain", progress=False)
+    plain.run(max_steps=1)
+    with pytest.raises(ValueError, match="feature adapter"):
+        Trainer(_config(tiny_data, cache, loss), tmp_path / "plain", resume=True, progress=False)
+
+    from siammixer_ros.core.model_file import read_model_file
+    from siammixer_ros.train.export import main as export_main
+
+    out = tmp_path / "fd.onnx"
+    assert export_main(["--run", str(tmp_path / "b"), "--checkpoint", "last.pt", "--out", str(out)]) == 0
+    info, _ = read_model_file(out)
+    assert info.provenance["pairs_seen"] == 12
+
+
+def test_pseudo_pairs_without_a_teacher_are_refused(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = _config(tiny_data, tmp_path / "cache")
+    cfg.pairs.sources = {"video": 0.5, "pseudo": 0.5}
+    with pytest.raises(ValueError, match="only the teacher"):
+        Trainer(cfg, tmp_path / "run", progress=False)

@@ -10,7 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from siammixer_ros.train.data import SEARCH_SIZE, make_label  # noqa: E402
-from siammixer_ros.train.losses import distillation_loss, joint_loss, logistic_loss, triplet_loss  # noqa: E402
+from siammixer_ros.train.losses import (  # noqa: E402
+    distillation_loss,
+    feature_distillation_loss,
+    joint_loss,
+    logistic_loss,
+    triplet_loss,
+)
 
 CENTRE = (SEARCH_SIZE - 1) / 2
 
@@ -80,3 +86,41 @@ def test_distillation_is_smallest_when_the_student_matches_the_teacher() -> None
     assert float(distillation_loss(teacher[:, None], teacher, positive, "kl")) == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ValueError, match="distillation mode"):
         distillation_loss(teacher[:, None], teacher, positive, "l2")
+
+
+def _standardised(t: torch.Tensor) -> torch.Tensor:
+    return (t - t.mean(dim=(0, 2, 3), keepdim=True)) / t.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+
+
+def test_feature_distillation_is_zero_on_the_standardised_teacher_and_ignores_its_scale() -> None:
+    torch.manual_seed(0)
+    teacher = torch.randn(4, 48, 8, 8) * 5 + 2
+    target = _standardised(teacher)
+    assert float(feature_distillation_loss(target, teacher)) == pytest.approx(0.0, abs=1e-6)
+    # A per-channel gain and offset of the teacher changes nothing: the term does not depend on its units.
+    gain, offset = torch.rand(1, 48, 1, 1) * 10 + 0.1, torch.randn(1, 48, 1, 1) * 7
+    assert float(feature_distillation_loss(target, teacher * gain + offset)) == pytest.approx(0.0, abs=1e-5)
+    # A student that outputs zeros costs the targets' variance (1); a shuffled one costs about 2.
+    assert float(feature_distillation_loss(torch.zeros_like(target), teacher)) == pytest.approx(1.0, abs=1e-4)
+    shuffled = target.roll(1, dims=0)  # every sample paired with another one
+    assert float(feature_distillation_loss(shuffled, teacher)) > 1.5
+
+
+def test_feature_distillation_treats_a_constant_teacher_channel_as_zero() -> None:
+    teacher = torch.randn(2, 3, 4, 4)
+    teacher[:, 1] = 0.0  # a ReLU channel that never fires in this batch
+    student = _standardised(teacher)
+    student[:, 1] = 0.0
+    assert float(feature_distillation_loss(student, teacher)) == pytest.approx(0.0, abs=1e-6)
+    student[:, 1] = 1.0
+    assert float(feature_distillation_loss(student, teacher)) == pytest.approx(1.0 / 3.0, rel=1e-4)
+
+
+def test_pairs_without_labelled_cells_do_not_dilute_the_logistic_loss() -> None:
+    label = _label()
+    scores = _scores_from(label, 2.0, -2.0)
+    unlabelled = torch.full_like(label, -1.0)  # a pseudo pair: the teacher supervises it, not the labels
+    alone = float(logistic_loss(scores, label))
+    mixed = float(logistic_loss(torch.cat([scores, torch.zeros_like(scores)]), torch.cat([label, unlabelled])))
+    assert mixed == pytest.approx(alone, rel=1e-6)
+    assert float(logistic_loss(torch.zeros_like(scores), unlabelled)) == 0.0

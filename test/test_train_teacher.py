@@ -55,3 +55,20 @@ def test_teacher_peak_is_on_the_labelled_cell(teacher: NanoTrackTeacher, shift: 
     peak = np.unravel_index(int(np.argmax(logits)), logits.shape)
     assert label[peak] == 1, (peak, np.argwhere(label == 1))
     assert 1 / (1 + np.exp(-logits[peak])) > 0.5  # confident foreground at the target
+
+
+def test_teacher_features_come_with_the_logits(teacher: NanoTrackTeacher) -> None:
+    image, box = _scene()
+    centre = box_center(box)
+    side = context_side(box[2], box[3])
+    template = warp_crop(image, centre, crop_linear(side, TEMPLATE_SIZE), TEMPLATE_SIZE)
+    search = warp_crop(image, centre, crop_linear(2 * side, SEARCH_SIZE), SEARCH_SIZE)
+    templates = np.stack([template, np.ascontiguousarray(template[::-1])])
+    out = teacher.outputs(templates, np.stack([search, search]), features=True)
+    assert out["logits"].shape == (2, 9, 9)
+    assert out["template_features"].shape == (2, 48, 8, 8) and out["search_features"].shape == (2, 48, 16, 16)
+    np.testing.assert_array_equal(out["logits"], teacher.logits(templates, np.stack([search, search])))
+    # Same search crop, same search features; different templates, different template features.
+    np.testing.assert_array_equal(out["search_features"][0], out["search_features"][1])
+    assert np.abs(out["template_features"][0] - out["template_features"][1]).max() > 0.1
+    assert "template_features" not in teacher.outputs(template[None], search[None])

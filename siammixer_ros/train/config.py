@@ -27,6 +27,7 @@ class LossConfig:
     distill_weight: float = 0.0           # 0 disables the teacher
     distill_mode: str = "bce"             # "bce" (per cell) or "kl" (spatial distribution)
     distill_temperature: float = 1.0
+    feature_distill_weight: float = 0.0   # teacher backbone features through a training-only 1x1 adapter
     teacher_dir: str | None = None        # default ../shared/peers/nanotrack_v2
 
 

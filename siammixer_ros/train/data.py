@@ -23,6 +23,10 @@ Sources of pairs (probabilities in :class:`PairConfig`):
             another image: the template comes from the source image, the search from the composite
   negative  template and search from different sequences/images, or a search crop of the same frame
             that does not contain the target: every response cell is negative
+  pseudo    a random box in a frame of a training sequence (not its annotated target) as the template,
+            the same place a few frames later as the search region: no ground truth, every cell is
+            ignored by the logistic and triplet losses, and only the teacher's map and features supervise
+            it. Any region of any frame becomes a target, which is the diversity 24 sequences lack.
 """
 
 from __future__ import annotations
@@ -203,6 +207,8 @@ class PairConfig:
     min_box: float = 4.0                    # ignore frames whose target is smaller (pixels)
     sequence_weight_power: float = 0.5      # sequences drawn with probability ~ valid_frames ** power
     random_box_fraction: tuple[float, float] = (0.08, 0.6)  # random still-image box side / shorter image side
+    pseudo_box_fraction: tuple[float, float] = (0.04, 0.3)  # pseudo pairs' box side / shorter frame side
+    pseudo_max_gap: int = 10                # frames between a pseudo pair's template and search
     listed_box_prob: float = 0.8            # an image with listed boxes (raccoons) uses one, else a random box
     still_affine_scale: float = 0.3         # the still image's copy: scale exp(U(-s, s)), rotation, shear
     still_affine_rotation: float = 15.0
@@ -262,7 +268,7 @@ class PairSampler:
         kinds = {k: v for k, v in cfg.sources.items() if v > 0}
         if self.stills is None:
             kinds = {k: v for k, v in kinds.items() if k not in ("still", "paste")}
-        unknown = set(kinds) - {"video", "still", "paste", "negative"}
+        unknown = set(kinds) - {"video", "still", "paste", "negative", "pseudo"}
         if unknown:
             raise ValueError(f"unknown pair sources: {', '.join(sorted(unknown))}")
         self.kinds = list(kinds)
@@ -336,8 +342,11 @@ class PairSampler:
             box = boxes[int(self.rng.integers(len(boxes)))].copy()
             box[2:] = np.maximum(box[2:], 4.0)
             return box
-        lo, hi = self.cfg.random_box_fraction
-        side = min(h, w) * self.rng.uniform(lo, hi)
+        return self._random_box(h, w, self.cfg.random_box_fraction)
+
+    def _random_box(self, h: int, w: int, fraction: tuple[float, float]) -> np.ndarray:
+        """A box anywhere in an ``h`` x ``w`` image, side ``fraction`` of the shorter side, aspect in e^+-0.5."""
+        side = min(h, w) * self.rng.uniform(*fraction)
         aspect = math.exp(self.rng.uniform(-0.5, 0.5))
         bw = float(np.clip(side * aspect, 8, w - 2))
         bh = float(np.clip(side / aspect, 8, h - 2))
@@ -439,6 +448,18 @@ class PairSampler:
         search, _, _ = self._search(image, self._still_box(i, image), flip, gray)
         return Pair(template, search, None, None, "negative", f"{seq.name}:{t_idx}->{self.stills.paths[i].name}")
 
+    def pseudo_pair(self) -> Pair:
+        s, t_idx = self._random_sequence_frame()
+        seq = self.sequences[s]
+        x_idx = int(np.clip(t_idx + self.rng.integers(-self.cfg.pseudo_max_gap, self.cfg.pseudo_max_gap + 1),
+                            0, len(seq) - 1))
+        image = seq.frame(t_idx)
+        box = self._random_box(*image.shape[:2], self.cfg.pseudo_box_fraction)
+        flip, gray = self._flags()
+        template = self._template(image, box, flip, gray)
+        search, _, _ = self._search(seq.frame(x_idx), box, flip, gray)
+        return Pair(template, search, None, None, "pseudo", f"{seq.name}:{t_idx}->{x_idx}:random")
+
     def sample(self, kind: str | None = None) -> Pair:
         kind = kind or self.kinds[int(self.rng.choice(len(self.kinds), p=self.kind_prob))]
         return getattr(self, f"{kind}_pair")()
@@ -447,10 +468,14 @@ class PairSampler:
 # --- batches ------------------------------------------------------------------------------------------
 
 def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.0) -> dict[str, np.ndarray]:
-    """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy (NaN for negatives)."""
+    """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy (NaN for negatives).
+
+    Pseudo pairs have no ground truth: their labels are -1 (ignored) everywhere.
+    """
     templates = np.stack([p.template for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
     searches = np.stack([p.search for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
-    labels = np.stack([make_label(p.target_xy, pos_radius, neg_radius) for p in pairs])
+    labels = np.stack([np.full((RESPONSE_SIZE, RESPONSE_SIZE), -1.0, np.float32) if p.kind == "pseudo"
+                       else make_label(p.target_xy, pos_radius, neg_radius) for p in pairs])
     target = np.array([p.target_xy if p.target_xy is not None else (np.nan, np.nan) for p in pairs],
                       dtype=np.float32)
     return {"template": templates, "search": searches, "label": labels, "target_xy": target,

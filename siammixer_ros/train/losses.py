@@ -11,12 +11,20 @@ The paper's formulas are garbled in print; implemented here is their intent, aft
   ``mean_{p,n} -log(...) = mean_{p,n} softplus(v_n - v_p)`` (the printed Eq. 3 lacks the minus).
 - Eq. 1: ``L = L_logistic + triplet_weight * L_triplet``.
 
-Cells labelled -1 (an optional ring between ``pos_radius`` and ``neg_radius``) are ignored.
+Cells labelled -1 (an optional ring between ``pos_radius`` and ``neg_radius``, or every cell of a pseudo
+pair, which has no ground truth) are ignored; a pair with no labelled cell does not count in the mean.
 
 Distillation (not in the paper): the teacher's foreground logits ``t`` on the same 9x9 grid.
 ``bce``: the student's cell probabilities follow the teacher's, ``BCE(sigmoid(v), sigmoid(t / T))``;
 ``kl``: the spatial distribution over the 81 cells, ``KL(softmax(t / T) || softmax(v / T)) T^2``
 (positive pairs only; a negative pair has no meaningful spatial distribution).
+
+Feature distillation (not in the paper; FitNets-style): a 1x1 convolution (the adapter, used in training
+only) maps the student's 256-channel MB4 features to the teacher's 48 backbone channels, and the loss is
+the mean squared error against the teacher's features standardised per channel over the batch and the
+positions. Standardising makes the term start near 1 whatever the teacher's feature scale, and it
+supervises every position of every crop, negatives included: far more signal per pair than the 81
+response cells, which is what scarce data need.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ def logistic_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     has_pos = (n_pos > 0).float()
     # Positive pairs: half positive, half negative cells. Negative pairs: all weight on negatives.
     per_pair = has_pos * 0.5 * (pos_term + neg_term) + (1 - has_pos) * neg_term
-    return per_pair.mean()
+    # Pairs without any labelled cell (pseudo pairs, supervised by the teacher only) do not count.
+    labelled = ((n_pos + n_neg) > 0).float()
+    return (per_pair * labelled).sum() / labelled.sum().clamp(min=1)
 
 
 def triplet_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -78,3 +88,14 @@ def joint_loss(scores: torch.Tensor, labels: torch.Tensor, triplet_weight: float
     lo = logistic_loss(scores, labels)
     tr = triplet_loss(scores, labels)
     return {"logistic": lo, "triplet": tr, "total": lo + triplet_weight * tr}
+
+
+def feature_distillation_loss(adapted: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSE between adapted student features (B,C,H,W) and teacher features (B,C,H,W), the latter
+    standardised per channel over batch and positions (a channel that is constant in the batch counts 0)."""
+    t = teacher.to(adapted.dtype)
+    mean = t.mean(dim=(0, 2, 3), keepdim=True)
+    std = t.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    target = (t - mean) / (std + eps)
+    target = torch.where(std > eps, target, torch.zeros_like(target))
+    return F.mse_loss(adapted, target)

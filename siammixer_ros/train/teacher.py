@@ -11,6 +11,10 @@ at offset ``16 (j - 4)`` matches teacher cell ``k = j + 4`` up to ``16 (k - 8) (
 at most 0.25 px. The student's map is therefore the teacher's cells ``[4:13, 4:13]``; the test
 ``test_train_teacher.py`` checks on a synthetic scene that the teacher's peak follows a shifted target
 by the same cells the student's labels do.
+
+Backbone features (for feature distillation): 48 channels, 8x8 for the 127 template and 16x16 for the
+255 search crop, stride 16 like the student's MB4 output on its 128 / 256 crops, so the maps line up cell
+for cell (the 255-vs-256 mismatch is again at most a quarter pixel per cell).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 TEACHER_TEMPLATE = 127
 TEACHER_SEARCH = 255
 TEACHER_MAP = 16
+TEACHER_CHANNELS = 48
 # Student cell j <-> teacher cell j + OFFSET (see the module docstring).
 GRID_OFFSET = 4
 
@@ -58,17 +63,38 @@ class NanoTrackTeacher:
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32))
 
-    def full_map(self, template: np.ndarray, search: np.ndarray) -> np.ndarray:
-        """Foreground logit (log p_fg - log p_bg) 16x16 for one HxWx3 uint8 template (128) and search (256)."""
+    def full_outputs(self, template: np.ndarray, search: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(logits 16x16, template features 48x8x8, search features 48x16x16)`` for one uint8 HWC pair.
+
+        The logits are the foreground log-odds (log p_fg - log p_bg) of a template (128) and search (256) crop.
+        """
         zf = self.template_net.run(None, {"input": self._nchw(template, TEACHER_TEMPLATE)})[0]
         xf = self.search_net.run(None, {"input": self._nchw(search, TEACHER_SEARCH)})[0]
         cls = self.head.run(None, {"input1": zf, "input2": xf})[0][0]
-        return (cls[1] - cls[0]).astype(np.float32)
+        return (cls[1] - cls[0]).astype(np.float32), zf[0], xf[0]
+
+    def full_map(self, template: np.ndarray, search: np.ndarray) -> np.ndarray:
+        """Foreground logit (log p_fg - log p_bg) 16x16 for one HxWx3 uint8 template (128) and search (256)."""
+        return self.full_outputs(template, search)[0]
+
+    def outputs(self, templates: np.ndarray, searches: np.ndarray, features: bool = False) -> dict[str, np.ndarray]:
+        """Teacher outputs for (B,128,128,3) templates and (B,256,256,3) searches, uint8 HWC.
+
+        ``logits`` (B,9,9) on the student's grid; with ``features`` also ``template_features`` (B,48,8,8)
+        and ``search_features`` (B,48,16,16), the backbone outputs.
+        """
+        n = len(templates)
+        out = {"logits": np.empty((n, 9, 9), dtype=np.float32)}
+        if features:
+            out["template_features"] = np.empty((n, TEACHER_CHANNELS, 8, 8), dtype=np.float32)
+            out["search_features"] = np.empty((n, TEACHER_CHANNELS, TEACHER_MAP, TEACHER_MAP), dtype=np.float32)
+        for b in range(n):
+            full, zf, xf = self.full_outputs(templates[b], searches[b])
+            out["logits"][b] = full[GRID_OFFSET:GRID_OFFSET + 9, GRID_OFFSET:GRID_OFFSET + 9]
+            if features:
+                out["template_features"][b], out["search_features"][b] = zf, xf
+        return out
 
     def logits(self, templates: np.ndarray, searches: np.ndarray) -> np.ndarray:
         """(B,9,9) teacher foreground logits for (B,128,128,3) templates and (B,256,256,3) searches, uint8 HWC."""
-        out = np.empty((len(templates), 9, 9), dtype=np.float32)
-        for b in range(len(templates)):
-            full = self.full_map(templates[b], searches[b])
-            out[b] = full[GRID_OFFSET:GRID_OFFSET + 9, GRID_OFFSET:GRID_OFFSET + 9]
-        return out
+        return self.outputs(templates, searches)["logits"]

@@ -33,10 +33,10 @@ import torch
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from siammixer_ros.train.data import PairSampler, StillImages, collate, split_sequences
-from siammixer_ros.train.losses import distillation_loss, joint_loss
+from siammixer_ros.train.losses import distillation_loss, feature_distillation_loss, joint_loss
 
-LOG_FIELDS = ["step", "pairs", "elapsed_s", "lr", "loss", "logistic", "triplet", "distill", "grad_norm",
-              "pairs_per_s", "data_wait_s", "head_scale", "head_bias"]
+LOG_FIELDS = ["step", "pairs", "elapsed_s", "lr", "loss", "logistic", "triplet", "distill", "feature_distill",
+              "grad_norm", "pairs_per_s", "data_wait_s", "head_scale", "head_bias"]
 
 
 def lr_at(cfg: TrainConfig, pairs: int) -> float:
@@ -57,7 +57,23 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     return model
 
 
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_feature_adapter(cfg: TrainConfig, model: torch.nn.Module) -> torch.nn.Module | None:
+    """The training-only 1x1 convolution from the student's MB4 features to the teacher's backbone channels.
+
+    Never exported: it exists only so that the student's features can be compared with the teacher's.
+    """
+    if cfg.loss.feature_distill_weight <= 0:
+        return None
+    from siammixer_ros.train.teacher import TEACHER_CHANNELS
+
+    adapter = torch.nn.Conv2d(model.mb4.project.out_channels, TEACHER_CHANNELS, 1)
+    if cfg.channels_last:
+        adapter = adapter.to(memory_format=torch.channels_last)
+    return adapter
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module,
+                    adapter: torch.nn.Module | None = None) -> torch.optim.Optimizer:
     # No weight decay on norms and biases. The head's scalar scale (init 1e-3) and bias get their own,
     # smaller LR: an Adam step moves a parameter by ~lr whatever its size, and at lr 2e-3 the scale
     # collapsed to zero in the first hundred steps (measured), taking the response with it.
@@ -66,6 +82,9 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
         if name.startswith("head_module."):
             head.append(p)
         else:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    if adapter is not None:
+        for p in adapter.parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
               {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
@@ -100,8 +119,12 @@ class BatchSource:
         batch = collate(pairs, self.cfg.labels.pos_radius, self.cfg.labels.neg_radius)
         batch["kinds"] = np.array([p.kind for p in pairs])
         if self.teacher is not None:
-            batch["teacher"] = self.teacher.logits(np.stack([p.template for p in pairs]),
-                                                   np.stack([p.search for p in pairs]))
+            out = self.teacher.outputs(np.stack([p.template for p in pairs]), np.stack([p.search for p in pairs]),
+                                       features=self.cfg.loss.feature_distill_weight > 0)
+            batch["teacher"] = out["logits"]
+            if "template_features" in out:
+                batch["teacher_template_features"] = out["template_features"]
+                batch["teacher_search_features"] = out["search_features"]
         return batch
 
     def _worker(self, start: int) -> None:
@@ -156,6 +179,9 @@ class Trainer:
         elif last.is_file():
             raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); "
                                   "use --resume or another --out")
+        if cfg.pairs.sources.get("pseudo", 0) > 0 and (cfg.loss.distill_weight <= 0 or cfg.loss.distill_mode != "bce"):
+            raise ValueError("pairs.sources.pseudo needs loss.distill_weight > 0 with distill_mode 'bce': pseudo pairs "
+                             "have no ground truth, only the teacher's map supervises them")
         self.cfg = cfg
         self.progress = progress
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -185,13 +211,14 @@ class Trainer:
                                    cfg.labels.pos_radius, cfg.labels.neg_radius,
                                    tracking_backend=cfg.val.tracking_backend)
         self.teacher = None
-        if cfg.loss.distill_weight > 0:
+        if cfg.loss.distill_weight > 0 or cfg.loss.feature_distill_weight > 0:
             from siammixer_ros.train.teacher import NanoTrackTeacher
 
             self.teacher = NanoTrackTeacher(cfg.loss.teacher_dir, threads=1)
 
         self.model = build_model(cfg)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.adapter = build_feature_adapter(cfg, self.model)
+        self.optimizer = build_optimizer(cfg, self.model, self.adapter)
         self.step = 0
         self.pairs_seen = 0
         self.elapsed = 0.0
@@ -202,6 +229,11 @@ class Trainer:
         if self.resume_state is not None:
             s = self.resume_state
             self.model.load_state_dict(s["model"])
+            if self.adapter is not None:
+                if "feature_adapter" not in s:
+                    raise ValueError("--resume: the checkpoint has no feature adapter; feature distillation "
+                                     "must be on from the start of a run (or start a new run with init_checkpoint)")
+                self.adapter.load_state_dict(s["feature_adapter"])
             self.optimizer.load_state_dict(s["optimizer"])
             self.step, self.pairs_seen, self.elapsed = s["step"], s["pairs_seen"], s["elapsed_s"]
             self.best_metric, self.best_step = s["best_metric"], s["best_step"]
@@ -225,7 +257,8 @@ class Trainer:
                 "last_track_pairs": self.last_track_pairs, "torch_rng": torch.get_rng_state(),
                 "config": config_to_dict(self.cfg), "variant": self.cfg.variant,
                 "train_sequences": self.train_names, "val_sequences": self.val_names,
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **({"feature_adapter": self.adapter.state_dict()} if self.adapter is not None else {})}
 
     def save(self, name: str = "last.pt", extra: dict[str, Any] | None = None) -> Path:
         state = self.state()
@@ -291,11 +324,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         self.model.train()
-        scores = self.model(z, x)
+        zf, xf = self.model.template_features(z), self.model.search_features(x)
+        scores = self.model.head(zf, xf)
         losses = joint_loss(scores, labels, cfg.loss.triplet_weight)
         total = losses["total"]
         distill = torch.zeros(())
-        if self.teacher is not None and "teacher" in batch:
+        feature_distill = torch.zeros(())
+        if self.adapter is not None:
+            feature_distill = 0.5 * (
+                feature_distillation_loss(self.adapter(zf), torch.from_numpy(batch["teacher_template_features"]))
+                + feature_distillation_loss(self.adapter(xf), torch.from_numpy(batch["teacher_search_features"])))
+            total = total + cfg.loss.feature_distill_weight * feature_distill
+        if self.teacher is not None and cfg.loss.distill_weight > 0:
             distill = distillation_loss(scores, torch.from_numpy(batch["teacher"]),
                                         torch.from_numpy(batch["positive"]), cfg.loss.distill_mode,
                                         cfg.loss.distill_temperature)
@@ -312,6 +352,7 @@ class Trainer:
         head = self.model.head_module
         return {"lr": lr, "loss": float(total.detach()), "logistic": float(losses["logistic"].detach()),
                 "triplet": float(losses["triplet"].detach()), "distill": float(distill.detach()),
+                "feature_distill": float(feature_distill.detach()),
                 "grad_norm": float(grad_norm), "head_scale": float(head.scale.detach()),
                 "head_bias": float(head.bias.detach())}
 
