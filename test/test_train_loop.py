@@ -195,3 +195,16 @@ def test_pseudo_pairs_without_a_teacher_are_refused(tiny_data: Path, tmp_path: P
     cfg.pairs.sources = {"video": 0.5, "pseudo": 0.5}
     with pytest.raises(ValueError, match="only the teacher"):
         Trainer(cfg, tmp_path / "run", progress=False)
+
+
+def test_a_finished_run_validates_its_last_step_once(tiny_data: Path, tmp_path: Path) -> None:
+    # total 8 pairs at batch 4: the periodic validation falls on the last step, and the final one must not repeat it.
+    trainer = Trainer(_config(tiny_data, tmp_path / "cache", total_pairs=8, val_every_pairs=8), tmp_path / "run",
+                      progress=False)
+    assert trainer.run()["finished"]
+    rows = (tmp_path / "run" / "val.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["8"]
+    # Without a periodic validation on the last step the final one still runs.
+    other = Trainer(_config(tiny_data, tmp_path / "cache", total_pairs=8), tmp_path / "other", progress=False)
+    other.run()
+    assert len((tmp_path / "other" / "val.csv").read_text().splitlines()) == 2

@@ -409,8 +409,12 @@ class Trainer:
                     self.save()
                     last_ckpt = time.time()
             finished = self.step >= total_steps
-            if finished:
-                self.validate(tracking=cfg.schedule.tracking_val_every_pairs > 0)
+            tracking = cfg.schedule.tracking_val_every_pairs > 0
+            # The final validation, unless the last step has just run the same one (it would be a duplicate row).
+            already = (self.last_val_pairs == self.pairs_seen
+                       and (not tracking or self.last_track_pairs == self.pairs_seen))
+            if finished and not already:
+                self.validate(tracking=tracking)
             self.save()
         finally:
             self.batches.close()
