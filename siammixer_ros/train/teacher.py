@@ -73,10 +73,6 @@ class NanoTrackTeacher:
         cls = self.head.run(None, {"input1": zf, "input2": xf})[0][0]
         return (cls[1] - cls[0]).astype(np.float32), zf[0], xf[0]
 
-    def full_map(self, template: np.ndarray, search: np.ndarray) -> np.ndarray:
-        """Foreground logit (log p_fg - log p_bg) 16x16 for one HxWx3 uint8 template (128) and search (256)."""
-        return self.full_outputs(template, search)[0]
-
     def outputs(self, templates: np.ndarray, searches: np.ndarray, features: bool = False) -> dict[str, np.ndarray]:
         """Teacher outputs for (B,128,128,3) templates and (B,256,256,3) searches, uint8 HWC.
 
