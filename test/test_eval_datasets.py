@@ -131,7 +131,7 @@ def test_split_keeps_readme_validation_and_video_groups():
     names = list(datasets.SHARED_VAL_SEQUENCES) + ["group1_1", "group1_3", "truck4_1", "truck4_2", "boat1"]
     val = datasets.split_names(names, "val")
     train = datasets.split_names(names, "train")
-    assert sorted(val) == sorted(datasets.SHARED_VAL_SEQUENCES) and len(val) == 11
+    assert sorted(val) == sorted(datasets.SHARED_VAL_SEQUENCES) and len(val) == 16
     assert not set(val) & set(train) and set(val) | set(train) == set(names)
     for group in datasets.VIDEO_GROUPS:
         assert len({name in val for name in group}) == 1
@@ -145,4 +145,4 @@ def test_shared_validation_split_loads():
     assert sorted(s.name for s in sequences) == sorted(datasets.SHARED_VAL_SEQUENCES)
     aerial = {s.name for s in sequences if s.meta.get("aerial")}
     assert aerial == {"building4", "wakeboard7", "BikerDrone"}
-    assert len(load_dataset(SHARED_SEQUENCES, split="train")) == 24
+    assert len(load_dataset(SHARED_SEQUENCES, split="train")) == 39

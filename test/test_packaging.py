@@ -22,6 +22,7 @@ EXPECTED_CONSOLE_SCRIPTS = {
     "siammixer-eval-bag": "siammixer_ros.bag.eval_bag:main",
     "siammixer-live-eval": "siammixer_ros.bag.live_eval:main",
     "siammixer-bench-node": "siammixer_ros.tools.bench_node:main",
+    "siammixer-tune-tracker": "siammixer_ros.tools.tune_tracker:main",
 }
 
 

@@ -109,10 +109,17 @@ def test_stride_16_model_like_siammixer_xs(tmp_path):
     assert np.mean(mean_ious) > 0.87 and np.mean(median_errors) < 2.2, (mean_ious, median_errors)
 
 
-def test_target_leaving_and_returning_goes_lost_then_tracking(runtime):
+# Every memory on (online model, distractors, both template memories); the NCC model's single feature channel
+# needs a filter as wide as its template grid.
+MEMORIES = {"online_weight": 0.5, "online_filter_cells": 8, "distractor_weight": 3.0, "distractor_subtract": 0.3,
+            "template_weight": 0.3}
+
+
+@pytest.mark.parametrize("memories", [{}, MEMORIES], ids=["plain", "memories"])
+def test_target_leaving_and_returning_goes_lost_then_tracking(runtime, memories):
     xs = np.concatenate([np.arange(200, 340, 7), np.full(10, 340), np.arange(340, 200, -7)])
     seq = render_sequence([(x, 100, 40, 40) for x in xs], seed=6)
-    params = {"lost_frames": 3}
+    params = {"lost_frames": 3, **memories}
     results = track(SiamMixerTracker(runtime=runtime, params=params), seq)
     states = [r.state for r in results]
     away = [i for i, v in enumerate(seq.visible) if not v]

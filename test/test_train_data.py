@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -64,8 +65,10 @@ def test_validation_split_matches_the_shared_readme() -> None:
     readme = SHARED / "README.md"
     if not readme.is_file():
         pytest.skip(f"../shared/data is absent ({readme}): cannot compare with its README")
-    line = next(ln for ln in readme.read_text().splitlines() if ln.startswith("- validation:"))
-    assert set(line.split(":", 1)[1].split()) == set(VAL_SEQUENCES)
+    # The README's entry may continue on indented lines: "- validation: a b c\n  d e".
+    entry = re.search(r"^- validation:(.*(?:\n[ \t]+\S.*)*)", readme.read_text(), re.MULTILINE)
+    assert entry is not None, "no '- validation:' entry in the shared README"
+    assert set(entry.group(1).split()) == set(VAL_SEQUENCES)
     names = sorted(p.name for p in (SHARED / "sequences").iterdir() if p.is_dir())
     train, val = split_sequences(names)
     assert set(val) == set(VAL_SEQUENCES) and not set(train) & set(VAL_SEQUENCES)

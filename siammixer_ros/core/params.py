@@ -77,6 +77,57 @@ class TrackerParams:
     #: Window influence while LOST (re-detection should not prefer the old position).
     lost_window_influence: float = 0.0
 
+    # -- Online discriminative model (core/online.py): a ridge-regression filter on the search features,
+    # learnt on the first frame and updated from confident frames, fused with the Siamese response.
+    #: Fusion weight of the online model: ``logit((1 - w) * sigmoid(siamese) + w * online)``; 0 switches the
+    #: online model (and the distractor memory, which feeds it) off.
+    online_weight: float = 0.0
+    #: Feature channels kept (principal components of the first frame's search features).
+    online_channels: int = 32
+    #: Filter side in feature cells (rounded to the template feature size's parity).
+    online_filter_cells: int = 4
+    #: Ridge regulariser, relative to the mean eigenvalue of the normal equations.
+    online_reg: float = 1.0
+    #: The first frame is learnt from a 3 x 3 grid of search crops shifted by this many feature cells (0: the
+    #: centred crop alone); one batched network call at ``init``.
+    online_init_shift: float = 2.0
+    #: Label Gaussian's sigma, relative to the target's size (per axis).
+    online_sigma: float = 0.25
+    #: Share of the first frame in the normal equations (it always stays in memory).
+    online_first_share: float = 0.3
+    #: Learning rate of the recent frames' share (exponential average over updates).
+    online_rate: float = 0.1
+    #: Frames between two updates (a frame with a distractor updates at once).
+    online_update_interval: int = 5
+    #: A TRACKING frame updates the model only when its score is at least this.
+    online_update_score: float = 0.6
+    #: Conjugate-gradient steps per update (warm-started from the current filter).
+    online_cg_iterations: int = 5
+
+    # -- Distractor memory: strong secondary peaks become hard negatives of the online model, remembered with
+    # the recent frames (needs online_weight > 0).
+    #: Extra sample weight of a distractor's window (0: off).
+    distractor_weight: float = 0.0
+    #: A local maximum outside the peak's PSR square is a distractor when its probability is at least this
+    #: fraction of the peak's.
+    distractor_ratio: float = 0.5
+    #: DaSiamRPN's distractor-aware similarity: the response becomes ``r(z) - distractor_subtract * mean r(d_i)``
+    #: over the templates ``d_i`` of the last ``distractor_memory`` distractors, each taken (one template-branch
+    #: call) on a confident frame where one was found (0: off).
+    distractor_subtract: float = 0.0
+    distractor_memory: int = 4
+
+    # -- Template memory: the first template always stays; a second one, taken from frames that pass the gate,
+    # is blended in: ``z = (1 - template_weight) * z_first + template_weight * z_second`` (the head is linear).
+    #: Weight of the second template (0: off).
+    template_weight: float = 0.0
+    #: Frames between two refreshes of the second template.
+    template_interval: int = 10
+    #: Gate: a TRACKING frame with score and PSR at least these, no distractor, and Siamese and fused peaks
+    #: within one response cell, may refresh the second template; no other frame changes the memory.
+    template_gate_score: float = 0.8
+    template_gate_psr: float = 5.0
+
     def __post_init__(self) -> None:
         self._check()
 
@@ -169,3 +220,16 @@ class TrackerParams:
         need(self.redetect_frames >= 1, "redetect_frames", ">= 1")
         need(self.lost_search_growth >= 1, "lost_search_growth", ">= 1")
         need(self.lost_search_max >= 1, "lost_search_max", ">= 1")
+        for name in ("online_weight", "online_first_share", "online_rate", "online_update_score",
+                     "distractor_ratio", "template_weight", "template_gate_score"):
+            need(0 <= getattr(self, name) <= 1, name, "in [0, 1]")
+        for name in ("online_channels", "online_filter_cells", "online_update_interval", "template_interval"):
+            need(getattr(self, name) >= 1, name, ">= 1")
+        need(self.online_reg > 0, "online_reg", "> 0")
+        need(self.online_sigma > 0, "online_sigma", "> 0")
+        need(self.online_init_shift >= 0, "online_init_shift", ">= 0")
+        need(self.online_cg_iterations >= 0, "online_cg_iterations", ">= 0")
+        need(self.distractor_weight >= 0, "distractor_weight", ">= 0")
+        need(0 <= self.distractor_subtract < 1, "distractor_subtract", "in [0, 1)")
+        need(self.distractor_memory >= 1, "distractor_memory", ">= 1")
+        need(self.template_gate_psr >= 0, "template_gate_psr", ">= 0")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from siammixer_ros.core.blas_threads import one_blas_thread
 from siammixer_ros.core.crop import (
     box_center,
     center_box,
@@ -44,8 +45,9 @@ from siammixer_ros.core.crop import (
     to_nchw,
 )
 from siammixer_ros.core.errors import ModelError, TrackerStateError
+from siammixer_ros.core.online import OnlineModel, find_distractors, fuse_responses, online_filter_cells
 from siammixer_ros.core.params import TrackerParams
-from siammixer_ros.core.postprocess import Peak, hann_window, scale_factors, select_peak
+from siammixer_ros.core.postprocess import Peak, hann_window, peak_to_sidelobe, scale_factors, select_peak
 from siammixer_ros.core.validation import as_bgr_image, check_box
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ class TrackResult:
     search_crops: int = 0
     frame_index: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: Distractors (strong secondary peaks) found on this frame; 0 while the distractor memory is off.
+    distractors: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,12 @@ class _Target:
     lost_factor: float = 1.0
     frame_index: int = 0
     box: Box = (0.0, 0.0, 0.0, 0.0)
+    # Memories (None / 0 while their part is off): the online model, the gated second template.
+    online: OnlineModel | None = None
+    frames_since_online_update: int = 0
+    second_template: np.ndarray | None = None
+    frames_since_template: int = 0
+    distractor_templates: tuple[np.ndarray, ...] = ()
 
 
 def clip_box(cx: float, cy: float, w: float, h: float, width: int, height: int, min_w: float, min_h: float) -> Box:
@@ -218,11 +228,16 @@ class SiamMixerTracker:
         t2 = time.perf_counter()
         timings = {"crop": t1 - t0, "inference": t2 - t1}
         timings.update(self._runtime_timings(("template",)))
+        online = None
+        if self._params.online_weight > 0:
+            with one_blas_thread():
+                online = self._train_online(img, cx, cy, w, h, size, pad, timings)
         height, width = img.shape[:2]
         min_w, min_h = min(self._params.min_box_size, w), min(self._params.min_box_size, h)
         reported = clip_box(cx, cy, w, h, width, height, min_w, min_h)
         self._target = _Target(
-            cx=cx, cy=cy, w=w, h=h, min_w=min_w, min_h=min_h, template_features=features, box=reported
+            cx=cx, cy=cy, w=w, h=h, min_w=min_w, min_h=min_h, template_features=features, box=reported,
+            online=online,
         )
         timings["postprocess"] = 0.0
         timings["total"] = time.perf_counter() - t0
@@ -259,11 +274,18 @@ class SiamMixerTracker:
         self._input_buffers[n] = batch
         t1 = time.perf_counter()
         features = self._runtime.search_features(batch)
-        responses = np.asarray(self._runtime.response(target.template_features, features))
+        responses = np.asarray(self._runtime.response(self._template_in_use(target), features))
         t2 = time.perf_counter()
         expected = (n, 1, info.response_size, info.response_size)
         if responses.shape != expected:
             raise ModelError(f"model returned a response of shape {responses.shape}, its metadata says {expected}")
+        siamese = responses
+        if target.online is not None:
+            with one_blas_thread():
+                online_scores = target.online.scores(features)
+            if np.all(np.isfinite(online_scores)):  # degenerate features: the Siamese response alone
+                responses = fuse_responses(responses[:, 0], online_scores, params.online_weight)[:, None]
+        t_online = time.perf_counter() - t2
         upsampled = self._upsampled_buffers.setdefault(
             n, np.empty((n, self._window.shape[0], self._window.shape[1]), dtype=np.float32)
         )
@@ -277,12 +299,24 @@ class SiamMixerTracker:
             params.psr_exclude_radius,
             out=upsampled,
         )
+        if responses is not siamese:
+            # The PSR thresholds are calibrated on the Siamese map; the fused map is flatter by construction.
+            peak = replace(peak, psr=peak_to_sidelobe(siamese[peak.index, 0], params.psr_exclude_radius))
         new = self._next_target(target, peak, centers, sizes, x_size, lost, width, height)
         t3 = time.perf_counter()
         timings = {"crop": t1 - t0, "inference": t2 - t1}
         timings.update(self._runtime_timings(("search", "head")))
+        distractors: list[tuple[int, int]] = []
+        if not lost:
+            with one_blas_thread():
+                new, distractors = self._update_memories(
+                    new, img, peak, responses, siamese, features, sizes[peak.index], timings
+                )
+        t4 = time.perf_counter()
+        if target.online is not None or params.template_weight > 0:
+            timings["memory"] = t_online + (t4 - t3) - timings.get("inference_template", 0.0)
         timings["postprocess"] = t3 - t2
-        timings["total"] = t3 - t0
+        timings["total"] = t4 - t0
         self._target = new
         return TrackResult(
             box=new.box,
@@ -293,11 +327,162 @@ class SiamMixerTracker:
             search_crops=n,
             frame_index=new.frame_index,
             timings=timings,
+            distractors=len(distractors),
         )
 
     def reset(self) -> None:
         """Forget the target (the model stays loaded); ``init`` must be called again."""
         self._target = None
+
+    # -- memories (online model, distractors, second template) -----------------------------------
+    def _template_in_use(self, target: _Target) -> np.ndarray:
+        """The template features correlated this frame: the first template, blended with the second one when
+        the template memory holds one (the head is linear in the template features, so one call does it)."""
+        params = self._params
+        if target.second_template is None and not target.distractor_templates:
+            return target.template_features
+        mix = params.template_weight if target.second_template is not None else 0.0
+        template = (1.0 - mix) * target.template_features
+        if target.second_template is not None:
+            template = template + mix * target.second_template
+        if target.distractor_templates:
+            # DaSiamRPN: response(z) - alpha * mean response(d_i); the head's bias cancels (weights sum to 1 - alpha
+            # on the template side, and the bias is added once).
+            template = template - params.distractor_subtract * np.mean(target.distractor_templates, axis=0)
+        return template
+
+    def _label_geometry(
+        self, output_size: int, dx: float, dy: float, w: float, h: float, crop_side: float
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Centre ``(row, col)`` and sigma, in online output cells (``output_size`` per side), of the label of a
+        target of ``w x h`` image pixels displaced ``(dx, dy)`` search-crop pixels from a crop of side ``crop_side``."""
+        info = self._info
+        middle = (output_size - 1) / 2.0
+        cells = info.search_size / crop_side / info.stride  # feature cells per image pixel
+        sigma = self._params.online_sigma
+        return (
+            (middle + dy / info.stride, middle + dx / info.stride),
+            (max(sigma * h * cells, 0.25), max(sigma * w * cells, 0.25)),
+        )
+
+    def _train_online(
+        self, img: np.ndarray, cx: float, cy: float, w: float, h: float, template_side: float,
+        pad: tuple[float, ...], timings: dict[str, float],
+    ) -> OnlineModel | None:
+        """The online model of the first frame, target vs surroundings, on a 3 x 3 grid of search crops shifted by
+        ``online_init_shift`` feature cells (one batched call): the features are not shift-equivariant, so the
+        model must see the target away from the crop centre too. None when the features are degenerate (the
+        tracker then uses the Siamese response alone)."""
+        info, params = self._info, self._params
+        side = template_side * info.search_size / info.template_size
+        shift = params.online_init_shift * info.stride * side / info.search_size  # image pixels
+        steps = (-1, 0, 1) if shift > 0 else (0,)
+        windows = [crop_window((cx + sx * shift, cy + sy * shift), side) for sy in steps for sx in steps]
+        crops = get_subwindows(img, [wnd.center for wnd in windows], [float(wnd.side) for wnd in windows],
+                               info.search_size, pad)
+        t0 = time.perf_counter()
+        features = np.asarray(self._runtime.search_features(to_nchw(crops)))
+        t1 = time.perf_counter()
+        timings["inference"] = timings.get("inference", 0.0) + (t1 - t0)
+        timings.update(self._runtime_timings(("search",)))
+        # The template's feature size, implied by the search map and the response: Fs - R + 1.
+        template_cells = features.shape[-1] - info.response_size + 1
+        k = online_filter_cells(params.online_filter_cells, template_cells)
+        centers = []
+        for wnd in windows:
+            scale = info.search_size / wnd.side  # search-crop pixels per image pixel
+            center, sigma = self._label_geometry(
+                features.shape[-1] - k + 1, (cx - wnd.center[0]) * scale, (cy - wnd.center[1]) * scale, w, h,
+                float(wnd.side),
+            )
+            centers.append(center)
+        model = OnlineModel.train(
+            features, centers, sigma, channels=params.online_channels, filter_cells=k,
+            template_cells=template_cells, response_size=info.response_size, reg=params.online_reg,
+            first_share=params.online_first_share, cg_iterations=params.online_cg_iterations,
+        )
+        timings["memory"] = time.perf_counter() - t1
+        return model
+
+    def _update_memories(
+        self,
+        new: _Target,
+        img: np.ndarray,
+        peak: Peak,
+        responses: np.ndarray,
+        siamese: np.ndarray,
+        features: np.ndarray,
+        crop_side: float,
+        timings: dict[str, float],
+    ) -> tuple[_Target, list[tuple[int, int]]]:
+        """Distractors of this frame, and the online model and second template updated where the frame passes
+        their gates (a frame that does not pass changes no memory)."""
+        params, info = self._params, self._info
+        r = info.response_size
+        middle = (r - 1) / 2.0
+        cell = (
+            int(min(max(round(middle + peak.dy / info.stride), 0), r - 1)),
+            int(min(max(round(middle + peak.dx / info.stride), 0), r - 1)),
+        )
+        tracking = new.state is TrackState.TRACKING
+        distractors: list[tuple[int, int]] = []
+        hard_negatives = new.online is not None and params.distractor_weight > 0
+        if tracking and (hard_negatives or params.distractor_subtract > 0):
+            distractors = find_distractors(
+                responses[peak.index, 0], cell, params.psr_exclude_radius, params.distractor_ratio
+            )
+        changes: dict[str, Any] = {}
+        if distractors and params.distractor_subtract > 0 and peak.score >= params.online_update_score:
+            # Remember the strongest look-alike's template (the target's size, at the distractor's place).
+            strongest = max(distractors, key=lambda rc: responses[peak.index, 0][rc])
+            to_image = crop_side / info.search_size * info.stride
+            dcx = new.cx + (strongest[1] - cell[1]) * to_image
+            dcy = new.cy + (strongest[0] - cell[0]) * to_image
+            side = self._template_crop_size(new.w, new.h)
+            crop = get_subwindow(img, (dcx, dcy), side, info.template_size, image_mean(img))
+            t0 = time.perf_counter()
+            found = np.array(self._runtime.template_features(to_nchw(crop[None])), copy=True)
+            timings["inference_template"] = time.perf_counter() - t0
+            if np.all(np.isfinite(found)):
+                keep = params.distractor_memory - 1
+                kept = new.distractor_templates[max(0, len(new.distractor_templates) - keep) :] if keep > 0 else ()
+                changes["distractor_templates"] = (*kept, found)
+        online = new.online
+        if online is not None:
+            since = new.frames_since_online_update + 1
+            due = since >= params.online_update_interval or bool(distractors)
+            if tracking and due and peak.score >= params.online_update_score:
+                center, sigma = self._label_geometry(online.output_size, peak.dx, peak.dy, new.w, new.h, crop_side)
+                hard = [(row + online.offset, col + online.offset) for row, col in distractors]
+                windows = online.windows(features[peak.index : peak.index + 1])
+                online = online.update(windows, center, sigma, params.online_rate, hard, params.distractor_weight)
+                changes.update(online=online, frames_since_online_update=0)
+            else:
+                changes["frames_since_online_update"] = since
+        if params.template_weight > 0:
+            since = new.frames_since_template + 1
+            siamese_cell = divmod(int(np.argmax(siamese[peak.index, 0])), r)
+            agree = max(abs(siamese_cell[0] - cell[0]), abs(siamese_cell[1] - cell[1])) <= 1
+            gate = (
+                tracking
+                and peak.score >= params.template_gate_score
+                and peak.psr >= params.template_gate_psr
+                and not distractors
+                and agree
+            )
+            if gate and since >= params.template_interval:
+                side = self._template_crop_size(new.w, new.h)
+                crop = get_subwindow(img, (new.cx, new.cy), side, info.template_size, image_mean(img))
+                t0 = time.perf_counter()
+                second = np.array(self._runtime.template_features(to_nchw(crop[None])), copy=True)
+                timings["inference_template"] = timings.get("inference_template", 0.0) + time.perf_counter() - t0
+                if np.all(np.isfinite(second)):
+                    changes.update(second_template=second, frames_since_template=0)
+                else:
+                    changes["frames_since_template"] = since
+            else:
+                changes["frames_since_template"] = since
+        return (replace(new, **changes) if changes else new), distractors
 
     # -- internals -----------------------------------------------------------------------------
     def _template_crop_size(self, w: float, h: float) -> float:

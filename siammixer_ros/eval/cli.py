@@ -12,7 +12,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from siammixer_ros.core.errors import TrackerParamsError
+from siammixer_ros.core.params import TrackerParams
 from siammixer_ros.eval.datasets import FORMATS, SPLITS, DatasetError, load_dataset
 from siammixer_ros.eval.report import evaluate, subsets_of, write_report
 from siammixer_ros.eval.runner import run_experiment
@@ -31,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trackers", default="siammixer",
                         help=f"comma-separated: {', '.join(REGISTRY)} or package.module:factory")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="SiamMixer model file (tracker siammixer)")
+    parser.add_argument("--tracker-params", type=Path, default=None,
+                        help="YAML of TrackerParams for siammixer (a flat mapping, or a node params file's "
+                             "tracker section)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="one TrackerParams value for siammixer, after --tracker-params (repeatable)")
     parser.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS_DIR, help="folder of peer tracker models")
     parser.add_argument("--out", type=Path, required=True, help="results folder (results/<name>)")
     parser.add_argument("--jobs", type=int, default=1, help="sequences run in parallel processes")
@@ -46,6 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tracker_params_from_args(path: Path | None, assignments: list[str]) -> dict[str, Any]:
+    """The TrackerParams values that differ from the defaults' source: a YAML file (a flat mapping, or a node
+    params file, whose ``<node>.ros__parameters.tracker`` section is used), then ``NAME=VALUE`` assignments.
+    Checked by building TrackerParams; raises TrackerParamsError naming the problem."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if not isinstance(data, dict):
+            raise TrackerParamsError(f"--tracker-params {path}: not a YAML mapping (or no such file)")
+        for section in data.values():  # node params file: {node: {ros__parameters: {tracker: {...}}}}
+            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                data = section["ros__parameters"].get("tracker", {})
+                break
+        values.update(data)
+    for item in assignments:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise TrackerParamsError(f"--set {item!r}: expected NAME=VALUE")
+        values[name.strip()] = yaml.safe_load(text)
+    TrackerParams.from_dict(values)
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "siammixer-eval " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -59,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
-    config = TrackerConfig(peers_dir=args.peers_dir, model_path=args.model, threads=args.threads)
+    try:
+        params = tracker_params_from_args(args.tracker_params, args.set)
+    except TrackerParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    config = TrackerConfig(peers_dir=args.peers_dir, model_path=args.model, threads=args.threads,
+                           tracker_params=tuple(sorted(params.items())))
     print(f"{len(sequences)} sequences, trackers: {', '.join(trackers)}, results in {args.out}")
     skipped: dict[str, str] = {}
     if not args.report_only:
@@ -73,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     report["skipped_trackers"] = skipped
     report["max_frames"] = args.max_frames
     report["threads"] = args.threads
+    report["tracker_params"] = params
     report["jobs"] = args.jobs
     if not report["trackers"]:
         print("no results to report", file=sys.stderr)

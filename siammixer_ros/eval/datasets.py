@@ -36,6 +36,7 @@ FORMATS = ("video", "otb", "uav123", "got10k", "vot")
 SHARED_VAL_SEQUENCES = (
     "building4", "wakeboard7", "BikerDrone", "Football1", "DragonBaby", "Skiing", "MotorRolling",
     "bag", "ball1", "antiuav_ir_4", "antiuav_ir_5",
+    "davis_camel", "davis_goat", "davis_dog", "davis_car-roundabout", "davis_soapbox",
 )
 VIDEO_GROUPS = (("group1_1", "group1_3", "group1_4"), ("truck4_1", "truck4_2"))
 SPLITS = ("val", "train", "all")

@@ -34,6 +34,9 @@ class TrackerConfig:
     peers_dir: Path = DEFAULT_PEERS_DIR
     model_path: Path = DEFAULT_MODEL
     threads: int = 1
+    #: TrackerParams of the siammixer tracker as sorted ``(name, value)`` pairs (hashable, picklable); empty:
+    #: the defaults.
+    tracker_params: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ class SiamMixerAdapter:
         from siammixer_ros.core.tracker import SiamMixerTracker
 
         options = RuntimeOptions(intra_op_threads=config.threads)
-        self._tracker = SiamMixerTracker(str(config.model_path), runtime_options=options)
+        self._tracker = SiamMixerTracker(
+            str(config.model_path), params=dict(config.tracker_params), runtime_options=options
+        )
 
     def init(self, image: np.ndarray, box: tuple[float, float, float, float]) -> None:
         self._tracker.init(image, tuple(float(v) for v in box))

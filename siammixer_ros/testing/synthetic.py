@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["SyntheticSequence", "iou", "make_background", "make_texture", "render_sequence"]
+__all__ = [
+    "SyntheticSequence", "iou", "make_background", "make_texture", "render_lookalike_crossing", "render_sequence"
+]
 
 Box = tuple[float, float, float, float]
 
@@ -98,6 +100,42 @@ def render_sequence(
         x, y, w, h = box
         visible.append(x + w > 0 and y + h > 0 and x < width and y < height)
     return SyntheticSequence(frames=frames, boxes=[tuple(map(float, b)) for b in boxes], visible=visible)
+
+
+def render_lookalike_crossing(
+    frames: int = 60,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 5,
+    target_contrast: float = 0.7,
+    lane_offset: float = 20.0,
+    speed: float = 3.0,
+    noise: float = 2.0,
+) -> tuple[SyntheticSequence, list[Box]]:
+    """A target and a look-alike with the same texture pattern crossing each other.
+
+    The target (40x40, its texture at ``target_contrast`` times the look-alike's contrast) moves right at
+    ``speed`` px/frame; the look-alike moves left on a lane ``lane_offset`` px lower and is drawn on top
+    of it. A similarity that ignores contrast (the NCC test model's) rates the look-alike at least as high as
+    the target, so only appearance learnt on this video (or luck) keeps a tracker on the target. Returns the
+    sequence (ground truth: the target) and the look-alike's boxes.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    background = make_background(rng, height, width).astype(np.float32)
+    texture = make_texture(rng, 64, 64, blob=10.0)
+    target_texture = np.clip((texture.astype(np.float32) - 128.0) * target_contrast + 128.0, 0, 255).astype(np.uint8)
+    target_boxes = [(60.0 + speed * i, 100.0, 40.0, 40.0) for i in range(frames)]
+    lookalike_boxes = [(240.0 - speed * i, 100.0 + lane_offset, 40.0, 40.0) for i in range(frames)]
+    images = []
+    for target_box, lookalike_box in zip(target_boxes, lookalike_boxes, strict=True):
+        frame = background.copy()
+        _paste(frame, target_texture, target_box)
+        _paste(frame, texture, lookalike_box)
+        if noise > 0:
+            frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
+        images.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
+    sequence = SyntheticSequence(frames=images, boxes=target_boxes, visible=[True] * frames)
+    return sequence, lookalike_boxes
 
 
 def iou(a: Box, b: Box) -> float:

@@ -2,6 +2,12 @@
 synthetic 640x360 frames, compared with the network alone on the same batch.
 
     python -m siammixer_ros.tools.bench_tracker [--model M.onnx] [--threads 1] [--scales 3] [--frames 300]
+    python -m siammixer_ros.tools.bench_tracker --model M.onnx --memories config/tune/ablation.yaml
+
+``--memories GRID`` measures instead what each configuration of a tracker-configuration grid (the one the
+validation ablation runs, see siammixer_ros/tools/tune_tracker.py) costs per update: every configuration gets
+the same frames, round-robin (so all see the same machine load), at 1 and 2 threads; results in
+``benchmarks/tracker_memories.{json,md}``.
 
 Without --model, a SiamMixer-XS with RANDOM weights is exported to a temporary file (needs the training
 extra, torch); with --ncc, the NCC test model (stride 16, the XS geometry) is used instead. Random or test
@@ -114,6 +120,68 @@ def run_benchmark(
     }
 
 
+def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup: int, width: int,
+                     height: int) -> dict:
+    """Median / mean / p90 update() time and the memories' own time per configuration of ``grid``, round-robin."""
+    import yaml
+
+    from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
+    from siammixer_ros.core.tracker import SiamMixerTracker
+    from siammixer_ros.testing.synthetic import render_sequence
+    from siammixer_ros.tools.tune_tracker import configurations
+
+    configs = configurations(yaml.safe_load(grid.read_text()))
+    runtime = SiamMixerRuntime(model, RuntimeOptions(intra_op_threads=threads))
+    n_distinct = 60
+    boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)
+             for i in range(n_distinct)]
+    seq = render_sequence(boxes, size=(width, height), seed=0)
+    trackers = {name: SiamMixerTracker(runtime=runtime, params=values) for name, values in configs.items()}
+    records: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for i in range(warmup + frames):
+        index = i % (n_distinct - 1)
+        for name, tracker in trackers.items():
+            if index == 0:  # restart the sequence so the target stays where the frames put it
+                tracker.init(seq.frames[0], seq.boxes[0])
+            result = tracker.update(seq.frames[1 + index])
+            if i >= warmup:
+                records[name].append(result.timings)
+    out = {}
+    for name, recs in records.items():
+        totals = [r["total"] for r in recs]
+        memory = [r.get("memory", 0.0) + r.get("inference_template", 0.0) for r in recs]
+        out[name] = {"params": configs[name], "median_s": statistics.median(totals),
+                     "mean_s": statistics.fmean(totals), "p90_s": _percentile(totals, 90),
+                     "memory_median_s": statistics.median(memory), "memory_mean_s": statistics.fmean(memory)}
+    return out
+
+
+def write_memory_reports(results: dict[int, dict], command: str, model: Path, frames: int, out_dir: Path,
+                         size: tuple[int, int]) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "tracker_memories.json", out_dir / "tracker_memories.md"
+    payload = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": str(model),
+               "frames": frames, "frame": list(size), "cpus": os.cpu_count(), "platform": platform.platform(),
+               "threads": {str(t): r for t, r in results.items()}}
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    lines = ["# Cost of the tracker's memories per update()", "",
+             f"`{command}` — {payload['date']}, {payload['cpus']} CPUs (shared machine)", "",
+             f"Model {model.name}; synthetic {size[0]}x{size[1]} frames, {frames} timed updates per configuration "
+             "and thread count, all configurations round-robin on the same frames; the state machine as configured "
+             "(3 scales while tracking). `memory` = the online model, distractors and template memory "
+             "(template-branch inference included).", "",
+             "| configuration | threads | median ms | mean ms | p90 ms | memory median ms | memory mean ms | "
+             "median vs first |", "|---|---|---|---|---|---|---|---|"]
+    for threads, res in results.items():
+        first = next(iter(res.values()))["median_s"]
+        for name, r in res.items():
+            lines.append(f"| {name} | {threads} | {1000 * r['median_s']:.2f} | {1000 * r['mean_s']:.2f} | "
+                         f"{1000 * r['p90_s']:.2f} | {1000 * r['memory_median_s']:.2f} | "
+                         f"{1000 * r['memory_mean_s']:.2f} | {1000 * (r['median_s'] - first):+.2f} ms |")
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
 def write_reports(result: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "tracker.json", out_dir / "tracker.md"
@@ -164,7 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
+    parser.add_argument("--memories", type=Path, default=None, metavar="GRID",
+                        help="measure the configurations of this grid YAML at 1 and 2 threads instead (needs --model)")
     args = parser.parse_args(argv)
+    if args.memories is not None:
+        if args.model is None:
+            parser.error("--memories needs --model (a trained model: the memories' gates depend on its scores)")
+        results = {threads: run_memory_costs(args.model, args.memories, threads, args.frames, args.warmup,
+                                             args.width, args.height) for threads in (1, 2)}
+        command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+        paths = write_memory_reports(results, command, args.model, args.frames, args.out_dir,
+                                     (args.width, args.height))
+        print(paths[1].read_text())
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is not None:
             model = args.model

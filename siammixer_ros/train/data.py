@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from siammixer_ros.eval.datasets import SHARED_VAL_SEQUENCES, VIDEO_GROUPS
 from siammixer_ros.train.cache import CachedSequence
 
 TEMPLATE_SIZE = 128
@@ -47,12 +48,8 @@ STRIDE = 16
 RESPONSE_SIZE = (SEARCH_SIZE - TEMPLATE_SIZE) // STRIDE + 1
 CONTEXT = 0.5
 
-# The split of ../shared/data/sequences (its README). Sub-sequences of one video stay on one side.
-VAL_SEQUENCES = (
-    "building4", "wakeboard7", "BikerDrone", "Football1", "DragonBaby", "Skiing", "MotorRolling",
-    "bag", "ball1", "antiuav_ir_4", "antiuav_ir_5",
-)
-VIDEO_GROUPS = (("group1_1", "group1_3", "group1_4"), ("truck4_1", "truck4_2"))
+# The split of ../shared/data/sequences is defined once, in the evaluation toolkit (its README's split).
+VAL_SEQUENCES = SHARED_VAL_SEQUENCES
 
 
 def split_sequences(names: list[str], val_names: tuple[str, ...] = VAL_SEQUENCES) -> tuple[list[str], list[str]]:
