@@ -40,17 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from siammixer_ros.bag import convert, reader
+from siammixer_ros.bag import reader
 from siammixer_ros.bag.eval_bag import LOST_STATE, TRACKER_STATUS, Output, evaluate_bag, score_outputs
 from siammixer_ros.bag.make_bag import STORAGES
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D
 from siammixer_ros.eval.report import json_safe
+from siammixer_ros.ros.messages import STATUS_CODES, rclpy_message, stamp_to_ns, time_message
 from siammixer_ros.ros.stats import process_memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_localhost.xml"
-IDLE_STATE = 0
+IDLE_STATE = STATUS_CODES[None]
 
 
 class LiveEvalError(RuntimeError):
@@ -222,7 +223,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
                 return
             request = SetTarget.Request()
             request.x, request.y, request.width, request.height = init_box
-            request.stamp = _time_msg(init_stamp)
+            request.stamp = time_message(rclpy_message, init_stamp)
             request.label = label
             deadline = time.monotonic() + config.set_target_timeout
             tick = time.monotonic()
@@ -306,12 +307,6 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     return report
 
 
-def _time_msg(stamp_ns: int) -> Any:
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=int(stamp_ns // convert.NS_PER_S), nanosec=int(stamp_ns % convert.NS_PER_S))
-
-
 def score_live(sequence: Any, output_bag: Path, publish_wall_ns: dict[int, int], detection_topic: str,
                status_topic: str) -> dict[str, Any]:
     """Accuracy, drops, rate and latency of a live run from its output bag and the player's publish times."""
@@ -373,7 +368,7 @@ def _read_statuses(path: Path, topic: str) -> list[tuple[int, int, int, int, int
         connections = [c for c in bag.connections if c.topic == topic]
         for connection, bag_time, raw in bag.messages(connections=connections):
             msg = bag.deserialize(raw, connection.msgtype)
-            out.append((convert.stamp_to_ns(msg.header.stamp), int(msg.state), int(bag_time),
+            out.append((stamp_to_ns(msg.header.stamp), int(msg.state), int(bag_time),
                         int(msg.frames_processed), int(msg.dropped_frames), float(msg.processing_ms)))
     finally:
         bag.close()

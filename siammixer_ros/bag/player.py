@@ -48,7 +48,8 @@ class BagPlayer:
     def __init__(self, node: Any, bag: str | Path, *, topics: list[str] | None = None, rate: float = 1.0,
                  publish_clock: bool = False, clock_hz: float = 100.0,
                  after_publish: Callable[[str, int | None], None] | None = None, prefetch: int = 64) -> None:
-        from siammixer_ros.bag.rclpy_support import message_class, qos_from_bag
+        from siammixer_ros.bag.rclpy_support import qos_from_bag
+        from siammixer_ros.ros.messages import message_class
 
         if not rate > 0:
             raise ValueError(f"playback rate must be > 0, got {rate}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable
@@ -20,17 +19,6 @@ def require_localhost_discovery() -> None:
     """Refuse to start DDS discovery beyond this machine (team rule; Kilted ignores ROS_LOCALHOST_ONLY)."""
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") is None:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-
-
-def message_class(msgtype: str) -> Any:
-    """The rclpy message class of ``pkg/msg/Type`` (ImportError names the missing package)."""
-    package, kind, name = msgtype.split("/")
-    try:
-        module = importlib.import_module(f"{package}.{kind}")
-        return getattr(module, name)
-    except (ImportError, AttributeError) as error:
-        raise ImportError(f"message type {msgtype} is not available to rclpy ({error}); build/install the "
-                          f"'{package}' interface package (scripts/setup.sh does it for this project)") from error
 
 
 def _definition_text(msgtype: str) -> str | None:

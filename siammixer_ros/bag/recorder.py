@@ -125,7 +125,8 @@ class BagRecorder:
 
     def subscribe_available(self) -> list[str]:
         """Subscribe to every requested topic whose type is known and that has a publisher; returns the rest."""
-        from siammixer_ros.bag.rclpy_support import ensure_registered, message_class
+        from siammixer_ros.bag.rclpy_support import ensure_registered
+        from siammixer_ros.ros.messages import message_class
 
         waiting = []
         for topic in self.requested:
@@ -148,20 +149,6 @@ class BagRecorder:
                 message_class(msgtype), topic, lambda raw, t=topic: self._on_message(t, raw),
                 self._subscription_qos(topic), raw=True)
         return waiting
-
-    def subscribe(self, timeout: float = 30.0) -> None:
-        """Subscribe to every requested topic, waiting up to ``timeout`` s for their publishers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            waiting = self.subscribe_available()
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no publisher appeared within {timeout:g} s on: {', '.join(waiting)}")
-            time.sleep(0.05)
-
-    def publisher_count(self, topic: str) -> int:
-        return len(self.node.get_publishers_info_by_topic(topic))
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         receive_ns = time.time_ns()
