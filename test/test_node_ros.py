@@ -42,11 +42,10 @@ def stamp_ns(stamp) -> int:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+def model_path():
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+    return ncc_model_path(8)
 
 
 @pytest.fixture(scope="module")

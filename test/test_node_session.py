@@ -15,17 +15,15 @@ from siammixer_ros.ros.image_conversion import ImageConverter, fill_image_msg
 from siammixer_ros.ros.selection import ClickSelector, TargetError, check_target_box
 from siammixer_ros.ros.session import TrackingSession
 
-pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
-
 SIZE = (320, 240)
 BOXES = [(60.0 + 6 * i, 50.0 + 4 * i, 48.0, 40.0) for i in range(16)]
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+def model_path():
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+    return ncc_model_path(8)
 
 
 @pytest.fixture(scope="module")

@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None:
             model = args.model
         elif args.ncc:
-            from siammixer_ros.testing.ncc_model import build_ncc_model
+            from siammixer_ros.testing.ncc_model import ncc_model_path
 
-            model = build_ncc_model(Path(tmp) / "ncc_s16.onnx", stride=16)
+            model = ncc_model_path(16)
         else:
             model = _random_xs_model(Path(tmp))
         result = run_benchmark(model, args.threads, args.scales, args.frames, args.warmup, args.width, args.height,
