@@ -291,3 +291,9 @@ def test_core_import_is_light():
 
     code = "import sys, siammixer_ros.core; assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+    # Every core module, used for real: still no ROS and no torch (the core runs where neither is installed).
+    code = ("import importlib, pkgutil, sys, siammixer_ros.core as core\n"
+            "for m in pkgutil.iter_modules(core.__path__): importlib.import_module('siammixer_ros.core.' + m.name)\n"
+            "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'torch'))\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
