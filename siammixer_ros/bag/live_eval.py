@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +147,12 @@ class _NodeProcess:
 
 def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     """Run one live evaluation; returns the report dict (also written to out_dir/live_report.json)."""
-    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, wait_until
+    from siammixer_ros.bag.rclpy_support import (
+        require_localhost_discovery,
+        shut_down,
+        spin_in_background,
+        wait_until,
+    )
 
     require_localhost_discovery()
     import rclpy
@@ -187,9 +191,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     rclpy.init(args=[])  # our command line is not a ROS one
     node = rclpy.create_node("siammixer_live_eval")
     executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True, name="live-eval-executor")
-    spinner.start()
+    spinner = spin_in_background(node, executor, name="live-eval-executor")
     tracker = None
     recorder = None
     set_target_result: dict[str, Any] = {}
@@ -281,10 +283,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     finally:
         node_exit = tracker.stop() if tracker is not None else None
         recorder_stats = recorder.close() if recorder is not None else None
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(node, executor, spinner, join_timeout=5.0)
 
     report = score_live(sequence, output_bag, stats.publish_wall_ns[image_topic], detection_topic, status_topic)
     report.update({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,3 +88,21 @@ def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.02
             return True
         time.sleep(poll)
     return condition()
+
+
+def spin_in_background(node: Any, executor: Any, name: str | None = None) -> threading.Thread:
+    """Spin ``executor`` (with ``node`` added) in a daemon thread; stop it with :func:`shut_down`."""
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True, name=name)
+    spinner.start()
+    return spinner
+
+
+def shut_down(node: Any, executor: Any, spinner: threading.Thread, join_timeout: float = 2.0) -> None:
+    """Executor, its thread, the node, then rclpy: in this order the process exits without aborting."""
+    import rclpy
+
+    executor.shutdown()
+    spinner.join(timeout=join_timeout)
+    node.destroy_node()
+    rclpy.try_shutdown()

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from siammixer_ros.bag.rclpy_support import require_localhost_discovery
+    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, shut_down, spin_in_background
 
     require_localhost_discovery()
     import rclpy
@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(node, executor)
     recorder = None
     code = 0
     try:
@@ -232,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = recorder.close()
             print(f"recorded {sum(stats.counts.values())} messages to {args.out}: "
                   + ", ".join(f"{t}: {n}" for t, n in stats.counts.items()))
-        executor.shutdown()
-        spinner.join(timeout=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(node, executor, spinner)
     return code
 
 
