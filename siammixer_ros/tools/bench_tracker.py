@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model file (default: SiamMixer-XS with random weights)")
     parser.add_argument("--ncc", action="store_true", help="use the NCC test model (stride 16) instead")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    parser.add_argument("--mode", default=None, help="runtime mode (default: batched, or whole without patch parts)")
+    parser.add_argument("--mode", default=None, help="runtime mode (default: the runtime's default, whole)")
     parser.add_argument("--scales", type=int, default=3, choices=(1, 3, 5))
     parser.add_argument("--frames", type=int, default=300, help="timed update() calls (default 300)")
     parser.add_argument("--warmup", type=int, default=20)
