@@ -15,6 +15,7 @@ constants, :func:`state_name` to the upper-case names the diagnostics and the de
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ def time_message(new: MessageFactory, stamp_ns: int) -> Any:
     return new("builtin_interfaces/msg/Time", sec=int(stamp_ns // NS_PER_S), nanosec=int(stamp_ns % NS_PER_S))
 
 
+@functools.cache  # the node builds about ten messages a frame
 def message_class(msgtype: str) -> Any:
     """The rclpy message class of ``pkg/msg/Type`` (ImportError names the missing package)."""
     package, kind, name = msgtype.split("/")
