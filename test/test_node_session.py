@@ -137,6 +137,21 @@ def test_bad_boxes_are_rejected_and_keep_the_current_track(session, frames, box,
     assert session.state is TrackState.TRACKING and session.track_id == 1
 
 
+def test_changed_tracker_parameters_take_effect_only_with_an_accepted_target(session, frames):
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    current = session.tracker
+    replacement = SiamMixerTracker(params=TrackerParams(scale_num=1), runtime=current.runtime)
+    assert not session.set_target((10, 10, 0, 20), new_tracker=replacement).success
+    assert session.tracker is current and session.state is TrackState.TRACKING  # refused: nothing changed
+    _feed(session, frames, [1])
+    assert session.process_next(timeout=0.0).state is TrackState.TRACKING  # the old tracker still tracks
+    assert session.set_target(BOXES[1], new_tracker=replacement).success and session.tracker is replacement
+
+
 def test_partly_outside_box_is_clipped():
     assert check_target_box((-10, -5, 50, 30), 320, 240) == (0.0, 0.0, 40.0, 25.0)
     with pytest.raises(TargetError, match="4 numbers"):
