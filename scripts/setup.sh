@@ -159,26 +159,7 @@ pip_install_base() {
 
 fix_cmake_paths() {
     # The wheels' exported CMake files hard-code the wheel build machine's Python and numpy include directories.
-    "$VPY" - "$VENV" <<'PY'
-import pathlib
-import sys
-import sysconfig
-
-import numpy
-
-venv = pathlib.Path(sys.argv[1])
-replacements = {
-    "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include": numpy.get_include(),
-    "/opt/python/cp311-cp311/include/python3.11": sysconfig.get_paths()["include"],
-}
-for path in venv.glob("share/*/cmake/*.cmake"):
-    text = path.read_text()
-    new = text
-    for old, replacement in replacements.items():
-        new = new.replace(old, replacement)
-    if new != text:
-        path.write_text(new)
-PY
+    "$VPY" "$REPO/scripts/fix_cmake_paths.py" "$VENV"
 }
 
 if stamp_ok pip-base "$BASE_KEY"; then

@@ -18,11 +18,10 @@ FPS = 10.0
 
 
 @pytest.fixture(scope="module")
-def ncc_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+def ncc_model() -> Path:
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx", stride=16)
+    return ncc_model_path(16)
 
 
 def synthetic_sequence(frames: int = 16, absent: tuple[int, ...] = ()) -> Sequence:

@@ -112,3 +112,89 @@ def test_rate_meter():
 def test_process_memory_is_reported():
     rss, peak = process_memory_bytes()
     assert rss > 1_000_000 and peak >= rss
+
+
+# -- the node's four tasks, on a session-shaped object (no rclpy, no model) -----------------------------------
+CFG = {"diagnostics.score_warn": 0.3, "diagnostics.latency_warn_ms": 40.0, "diagnostics.latency_error_ms": 100.0,
+       "diagnostics.window": 100, "diagnostics.input_timeout": 2.0, "diagnostics.drop_rate_warn": 0.5,
+       "diagnostics.drop_rate_error": 0.95, "diagnostics.rss_warn_mb": 0.0, "intra_op_threads": 1}
+
+
+def _session(**overrides):
+    from siammixer_ros.core.tracker import TrackState
+
+    clock = [100.0]
+    values = dict(state=TrackState.TRACKING, score=0.8, track_id=3, label="car", box=(1.0, 2.0, 30.0, 40.0),
+                  frames_processed=12, bad_frames=1, tracker_errors=0, last_error=None, frames_received=0,
+                  dropped_frames=0, latencies=StageLatencies(10), input_rate=RateMeter(2.0, clock=lambda: clock[0]),
+                  output_rate=RateMeter(2.0, clock=lambda: clock[0]))
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def _run(task) -> diag.StatusWrapper:
+    status = diag.StatusWrapper()
+    task(status)
+    return status
+
+
+@pytest.mark.parametrize("state,score,level,message", [
+    (None, float("nan"), diag.OK, "no target set (call set_target or click twice)"),
+    ("TRACKING", 0.8, diag.OK, "tracking target 3"),
+    ("UNCERTAIN", 0.2, diag.WARN, "low score 0.20 (< 0.3)"),
+    ("LOST", 0.1, diag.WARN, "target 3 lost"),
+])
+def test_tracking_task_levels_and_state_names(state, score, level, message):
+    from siammixer_ros.core.tracker import TrackState
+
+    session = _session(state=None if state is None else TrackState[state], score=score)
+    status = _run(lambda s: diag.tracking_task(s, session, CFG))
+    assert (status.level, status.message) == (level, message)
+    assert status.as_dict()["state"] == (state or "IDLE")
+    assert status.as_dict()["box"] == "1.0, 2.0, 30.0, 40.0" and status.as_dict()["last error"] == ""
+
+
+def test_latency_task_rates_the_end_to_end_p95():
+    session = _session()
+    assert _run(lambda s: diag.latency_task(s, session, CFG)).message == "no frames tracked yet"
+    for ms in (20, 30, 60, 70):
+        session.latencies.add("end_to_end", ms / 1e3)
+    status = _run(lambda s: diag.latency_task(s, session, CFG))
+    assert status.level == diag.WARN and status.message.startswith("end-to-end p95 6") and "too slow" in status.message
+    values = status.as_dict()
+    assert set(values) == {f"{stage} {stat} ms" for stage in diag.LATENCY_STAGES for stat in ("median", "p95")} | {
+        "window"}
+    assert values["end_to_end median ms"] == "45.000" and values["crop p95 ms"] == "nan"
+
+
+def test_rates_task_counts_drops_since_the_previous_report_and_reports_silence():
+    task = diag.RatesTask("/camera/image")
+    session = _session()
+    status = _run(lambda s: task(s, session, CFG, now=100.0))
+    assert (status.level, status.message) == (diag.WARN, "no image received yet on /camera/image")
+    session.input_rate.tick(99.9)
+    session.frames_received, session.dropped_frames = 10, 6  # 60 % dropped: WARN
+    status = _run(lambda s: task(s, session, CFG, now=100.0))
+    assert (status.level, status.message) == (diag.WARN, "60% of frames dropped")
+    session.frames_received, session.dropped_frames = 20, 6  # none dropped since the last report
+    status = _run(lambda s: task(s, session, CFG, now=100.0))
+    assert (status.level, status.message, status.as_dict()["drop rate"]) == (diag.OK, "receiving", "0.000")
+    status = _run(lambda s: task(s, session, CFG, now=103.0))  # 3.1 s without an image > input_timeout 2 s
+    assert (status.level, status.message) == (diag.ERROR, "no image on /camera/image for 3.1 s")
+
+
+def test_resources_task_reports_the_model_and_warns_over_the_rss_limit(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x" * 123)
+    tracker = SimpleNamespace(info=SimpleNamespace(variant="xs", model_version="0.1.1"),
+                              runtime=SimpleNamespace(mode="whole", providers=("CPUExecutionProvider",)))
+    task = diag.ResourcesTask(model, "built-in")
+    status = _run(lambda s: task(s, tracker, CFG, 200 * 2**20, 300 * 2**20))
+    values = status.as_dict()
+    assert status.level == diag.OK and values["model file bytes"] == "123" and values["execution mode"] == "whole"
+    assert int(values["model weight bytes"]) > 0 and int(values["feature map peak bytes"]) > 0
+    status = _run(lambda s: task(s, tracker, {**CFG, "diagnostics.rss_warn_mb": 150.0}, 200 * 2**20, 300 * 2**20))
+    assert (status.level, status.message) == (diag.WARN, "RSS 200 MiB >= 150 MiB")
+    unknown = SimpleNamespace(info=SimpleNamespace(variant="ncc-test", model_version="test"), runtime=tracker.runtime)
+    values = _run(lambda s: diag.ResourcesTask(model, "built-in")(s, unknown, CFG, 1, 1)).as_dict()
+    assert values["model weight bytes"] == "n/a" and "not in the architecture table" in values["feature map peak layer"]

@@ -64,5 +64,5 @@ def test_launch_file_uses_console_scripts_and_existing_parameter_files():
 
 
 def test_docs_parameter_table_is_current():
-    docs = (REPO / "README.md").read_text()
-    assert markdown_table() in docs, "README.md's parameter table is stale: paste params.markdown_table()"
+    docs = (REPO / "docs" / "node.md").read_text()
+    assert markdown_table() in docs, "docs/node.md's parameter table is stale: paste params.markdown_table()"

@@ -1,11 +1,17 @@
 """The siammixer_tracker node as a real ROS 2 process (rclpy), driven from this test process as a user would:
 publish synthetic camera frames, choose the target with ~/set_target or rqt-style clicks, and check the
 vision_msgs detections, the diagnostics, the parameter checks and the dropping of frames that arrive while
-the node is busy. The node runs the real pipeline on the NCC test model (no trained model needed)."""
+the node is busy. The node runs the real pipeline on the NCC test model (no trained model needed).
+
+The tests share one node process but not state: each sets the track it needs and uses its own image stamps
+(stamp_of(i) for frame indices no other test uses), so they pass in any order and alone."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -13,6 +19,7 @@ import numpy as np
 import pytest
 from ros_helpers import (
     DISCOVERY_TIMEOUT_S,
+    TERMINATE_TIMEOUT_S,
     ProcessLauncher,
     RosTestNode,
     apply_ros_environment,
@@ -42,11 +49,10 @@ def stamp_ns(stamp) -> int:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+def model_path():
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+    return ncc_model_path(8)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +152,10 @@ class TrackerClient:
         wanted = stamp_ns(stamp_of(i))
         return next((d for d in self.detections if stamp_ns(d.header.stamp) == wanted), None)
 
+    def array_for(self, i: int):
+        wanted = stamp_ns(stamp_of(i))
+        return next((a for a in self.arrays if stamp_ns(a.header.stamp) == wanted), None)
+
     def publish_until_processed(self, frame: np.ndarray, i: int) -> None:
         """Publish frame i (again, best effort) until the node reports it processed."""
         deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
@@ -211,10 +221,36 @@ def raw(client, launcher, model_path):
     return tracker
 
 
-# -- raw images, service selection ---------------------------------------------------------------------------
-def test_set_target_before_any_image_is_refused(raw):
-    response = raw.set_target(BOXES[0])
+def start_tracking(tracker: TrackerClient, frames, frame: int, stamp: int) -> None:
+    """Set the target on frames[frame], published with stamp_of(stamp) (a stamp no other test uses)."""
+    tracker.publish_until_processed(frames[frame], stamp)
+    response = tracker.set_target(BOXES[frame])
+    assert response.success and stamp_ns(response.frame_stamp) == stamp_ns(stamp_of(stamp)), response.message
+
+
+# -- a node of its own: before any image, and stopping it ------------------------------------------------------
+def test_set_target_before_any_image_is_refused(client, launcher, model_path):
+    namespace = unique_namespace("fresh")
+    start_tracker(launcher, model_path, namespace, name="tracker_fresh")
+    response = TrackerClient(client, namespace).set_target(BOXES[0])
     assert not response.success and "no image received yet" in response.message and response.track_id == 0
+
+
+def test_sigterm_stops_a_tracking_node_cleanly(client, launcher, model_path, frames):
+    namespace = unique_namespace("sigterm")
+    process = start_tracker(launcher, model_path, namespace, name="tracker_sigterm")
+    tracker = TrackerClient(client, namespace)
+    start_tracking(tracker, frames, 0, 0)
+    tracker.publish(frames[1], 1)  # SIGTERM while frames arrive and the processing thread runs
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.popen.wait(TERMINATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the node did not exit within {TERMINATE_TIMEOUT_S:.0f} s of SIGTERM:\n{process.output()}")
+    output = process.output()
+    assert process.popen.returncode == 0, output
+    for sign_of_a_dirty_exit in ("Traceback", "terminate called", "Aborted", "core dumped"):
+        assert sign_of_a_dirty_exit not in output, output
 
 
 def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
@@ -236,7 +272,8 @@ def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
         assert 0.5 < detection.results[0].hypothesis.score <= 1.0
         assert abs(detection.bbox.size_x - BOXES[i][2]) < 8 and abs(detection.bbox.size_y - BOXES[i][3]) < 8
         assert centre_error(detection, BOXES[i]) < 4.0, f"frame {i}"
-    array = next(a for a in raw.arrays if stamp_ns(a.header.stamp) == stamp_ns(stamp_of(11)))
+    # The array comes on its own topic: it may arrive after the Detection2D.
+    array = wait_until(lambda: raw.array_for(11), DISCOVERY_TIMEOUT_S, "the detection array of frame 11")
     assert len(array.detections) == 1 and array.detections[0].id == str(response.track_id)
     assert raw.status_for(11).state == 1  # TRACKING
 
@@ -246,38 +283,49 @@ def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
     ((1000.0, 900.0, 20.0, 20.0), "outside the 320x240 image"),
     ((float("nan"), 10.0, 20.0, 20.0), "NaN"),
 ])
-def test_bad_boxes_get_success_false_with_the_reason(raw, box, reason):
+def test_bad_boxes_get_success_false_with_the_reason(raw, frames, box, reason):
+    raw.publish_until_processed(frames[0], 5000)  # an image to refuse the box on
     response = raw.set_target(box)
     assert not response.success and reason in response.message and response.track_id == 0
 
 
-def test_unbuffered_stamp_is_refused_with_the_reason(raw):
+def test_unbuffered_stamp_is_refused_with_the_reason(raw, frames):
     from builtin_interfaces.msg import Time
 
+    raw.publish_until_processed(frames[0], 5000)
     response = raw.set_target(BOXES[0], stamp=Time(sec=5, nanosec=0))
     assert not response.success and "no longer buffered" in response.message
 
 
 def test_bad_images_are_skipped_and_the_node_keeps_tracking(raw, frames):
-    raw.publish(frames[12], 12, encoding="yuv422")  # wrong encoding
+    start_tracking(raw, frames, 11, 3011)
+    raw.publish(frames[12], 3012, encoding="yuv422")  # wrong encoding
     time.sleep(0.1)
-    raw.publish(frames[13], 13, encoding="32FC1")
+    raw.publish(frames[13], 3013, encoding="32FC1")
     time.sleep(0.1)
-    raw.publish(frames[14], 14)
-    wait_until(lambda: raw.detection_for(14), DISCOVERY_TIMEOUT_S, "the detection of frame 14")
-    assert raw.detection_for(12) is None and raw.detection_for(13) is None
-    assert centre_error(raw.detection_for(14), BOXES[14]) < 6.0
+    raw.publish(frames[14], 3014)
+    wait_until(lambda: raw.detection_for(3014), DISCOVERY_TIMEOUT_S, "the detection of frame 14")
+    assert raw.detection_for(3012) is None and raw.detection_for(3013) is None
+    assert centre_error(raw.detection_for(3014), BOXES[14]) < 6.0
     assert raw.process.poll() is None
     assert "unsupported image encoding" in raw.process.output()
 
 
-def test_diagnostics_carry_the_documented_keys(raw):
+def test_diagnostics_carry_the_documented_keys(raw, frames):
+    start_tracking(raw, frames, 11, 4011)
+    raw.publish(frames[12], 4012, encoding="yuv422")  # two bad frames, counted
+    time.sleep(0.1)
+    raw.publish(frames[13], 4013, encoding="32FC1")
+    time.sleep(0.1)
+    raw.publish_until_processed(frames[14], 4014)
+    reports = len(raw.diagnostics)
+
     def complete() -> bool:
-        if not raw.diagnostics or f"{NODE}: latency" not in raw.latest_diagnostics():
+        if len(raw.diagnostics) <= reports or f"{NODE}: latency" not in raw.latest_diagnostics():
             return False
         latest = raw.latest_diagnostics()
         return latest[f"{NODE}: latency"][2].get("end_to_end p95 ms") != "nan" and \
-            int(latest[f"{NODE}: rates"][2].get("bad frames", 0)) >= 2  # the two bad frames of the test above
+            int(latest[f"{NODE}: rates"][2].get("bad frames", 0)) >= 2
 
     wait_until(complete, DISCOVERY_TIMEOUT_S, "diagnostics with latencies and the bad frames counted")
     diagnostics = raw.latest_diagnostics()
@@ -334,13 +382,18 @@ def test_a_burst_faster_than_processing_is_dropped_not_queued(raw, frames):
     # Make tracking slow for real: 9 search scales, 32x response upsampling (tracker.* apply to the next target).
     assert raw.set_parameter("tracker.scale_num", 9).successful
     assert raw.set_parameter("tracker.response_up", 32).successful
-    raw.publish_until_processed(frames[30], 30)
-    assert raw.set_target(BOXES[30]).success
+    try:
+        start_tracking(raw, frames, 30, 30)
+    finally:  # the defaults again for the next target, whatever happens
+        assert raw.set_parameter("tracker.scale_num", 3).successful
+        assert raw.set_parameter("tracker.response_up", 16).successful
+    for k in range(3):  # warm up: the first inferences of a new batch size are slow
+        raw.publish_until_processed(frames[31 + k], 900 + k)
     counts_before = raw.frame_counts()
-    # 36 frames 10 ms apart (100 Hz), much faster than tracking (~25-50 ms a frame here). Frames overwritten inside
+    # 72 frames 10 ms apart (100 Hz), much faster than tracking (~25-50 ms a frame here). Frames overwritten inside
     # the middleware's depth-1 queue before the node's callback runs never reach the node's counters; every frame
-    # the callback sees is either tracked or counted as dropped.
-    burst = [raw.message(frames[31 + k % 9], 1000 + k) for k in range(36)]  # unique stamps
+    # the callback sees is either tracked or counted as dropped. 72 rather than 36: a loaded machine delivers few.
+    burst = [raw.message(frames[31 + k % 9], 1000 + k) for k in range(72)]  # unique stamps
     first_burst_index = len(raw.detections)
     for msg in burst:
         raw.image_pub.publish(msg)
@@ -356,8 +409,6 @@ def test_a_burst_faster_than_processing_is_dropped_not_queued(raw, frames):
     assert received == tracked + dropped, f"{received} received, {tracked} tracked, {dropped} dropped: a queue?"
     assert dropped >= 1 and tracked < len(burst), f"{received} received, {tracked} tracked, {dropped} dropped"
     assert stamps[-1] >= stamp_ns(stamp_of(last - 3))  # the newest frames are processed, not a backlog
-    assert raw.set_parameter("tracker.scale_num", 3).successful
-    assert raw.set_parameter("tracker.response_up", 16).successful
 
 
 def test_parameters_are_validated_at_run_time_with_a_reason(raw):
@@ -372,6 +423,7 @@ def test_parameters_are_validated_at_run_time_with_a_reason(raw):
     result = raw.set_parameter("input_type", "mjpeg")
     assert not result.successful
     assert raw.set_parameter("diagnostics.latency_warn_ms", 30.0).successful
+    assert raw.set_parameter("diagnostics.latency_warn_ms", 40.0).successful  # the default again
     assert raw.process.poll() is None
 
 

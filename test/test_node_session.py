@@ -9,22 +9,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from siammixer_ros.core.tracker import TrackState
 from siammixer_ros.ros import params as node_params
 from siammixer_ros.ros.image_conversion import ImageConverter, fill_image_msg
 from siammixer_ros.ros.selection import ClickSelector, TargetError, check_target_box
-from siammixer_ros.ros.session import IDLE, TRACKING, TrackingSession
-
-pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
+from siammixer_ros.ros.session import TrackingSession
 
 SIZE = (320, 240)
 BOXES = [(60.0 + 6 * i, 50.0 + 4 * i, 48.0, 40.0) for i in range(16)]
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+def model_path():
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    return build_ncc_model(tmp_path_factory.mktemp("model") / "ncc.onnx")
+    return ncc_model_path(8)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_frames_arriving_while_busy_are_dropped_not_queued(session, frames):
     _feed(session, frames, range(5))
     assert session.dropped_frames == 4  # each replaced an unprocessed frame
     processed = session.process_next(timeout=0.0)
-    assert processed.frame.seq == 5 and processed.state == IDLE
+    assert processed.frame.seq == 5 and processed.state is None
     assert session.process_next(timeout=0.0) is None  # nothing queued behind it
 
 
@@ -86,7 +85,7 @@ def test_newest_frame_selection_tracks_the_target(session, frames):
     for i in range(1, 8):
         _feed(session, frames, [i])
         processed = session.process_next(timeout=0.0)
-        assert processed.state == TRACKING and processed.label == "car"
+        assert processed.state is TrackState.TRACKING and processed.label == "car"
         assert _centre_error(processed.box, BOXES[i]) < 4.0
 
 
@@ -120,7 +119,7 @@ def test_stamp_within_tolerance_uses_the_nearest_frame(session, frames):
 def test_unknown_stamp_is_rejected_with_the_reason(session, frames, stamp, match):
     _feed(session, frames, range(6))
     outcome = session.set_target(BOXES[2], stamp_ns=stamp, tolerance_s=0.02)
-    assert not outcome.success and match in outcome.message and session.state == IDLE
+    assert not outcome.success and match in outcome.message and session.state is None
 
 
 @pytest.mark.parametrize("box,match", [
@@ -135,7 +134,22 @@ def test_bad_boxes_are_rejected_and_keep_the_current_track(session, frames, box,
     assert session.set_target(BOXES[0]).success
     outcome = session.set_target(box)
     assert not outcome.success and match in outcome.message
-    assert session.state == TRACKING and session.track_id == 1
+    assert session.state is TrackState.TRACKING and session.track_id == 1
+
+
+def test_changed_tracker_parameters_take_effect_only_with_an_accepted_target(session, frames):
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    current = session.tracker
+    replacement = SiamMixerTracker(params=TrackerParams(scale_num=1), runtime=current.runtime)
+    assert not session.set_target((10, 10, 0, 20), new_tracker=replacement).success
+    assert session.tracker is current and session.state is TrackState.TRACKING  # refused: nothing changed
+    _feed(session, frames, [1])
+    assert session.process_next(timeout=0.0).state is TrackState.TRACKING  # the old tracker still tracks
+    assert session.set_target(BOXES[1], new_tracker=replacement).success and session.tracker is replacement
 
 
 def test_partly_outside_box_is_clipped():
@@ -149,7 +163,7 @@ def test_each_target_gets_a_new_track_id_and_stop_goes_idle(session, frames):
     ids = [session.set_target(BOXES[0]).track_id for _ in range(3)]
     assert ids == [1, 2, 3]
     assert "stopped tracking target 3" in session.stop()
-    assert session.state == IDLE and session.track_id == 0
+    assert session.state is None and session.track_id == 0
 
 
 def test_a_bad_frame_is_skipped_with_the_reason_and_the_track_survives(session, frames):
@@ -166,7 +180,7 @@ def test_a_bad_frame_is_skipped_with_the_reason_and_the_track_survives(session, 
     assert "corrupt image" in session.process_next(timeout=0.0).error
     _feed(session, frames, [3])
     processed = session.process_next(timeout=0.0)
-    assert processed.error is None and processed.state == TRACKING
+    assert processed.error is None and processed.state is TrackState.TRACKING
     assert _centre_error(processed.box, BOXES[3]) < 4.0
 
 

@@ -10,7 +10,9 @@ import pytest
 
 from siammixer_ros.core.online import OnlineModel, find_distractors, fuse_responses, gaussian_label, online_filter_cells
 from siammixer_ros.core.params import TrackerParams
+from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
 from siammixer_ros.core.tracker import SiamMixerTracker, TrackState
+from siammixer_ros.testing.ncc_model import ncc_model_path
 from siammixer_ros.testing.synthetic import iou, render_lookalike_crossing, render_sequence
 
 # --- the online model on its own -----------------------------------------------------------------------
@@ -103,19 +105,14 @@ def test_filter_size_keeps_the_parity_of_the_template_grid():
 
 
 # --- in the tracker (NCC test model) -------------------------------------------------------------------
-pytest.importorskip("onnx")
-from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime  # noqa: E402
-from siammixer_ros.testing.ncc_model import build_ncc_model  # noqa: E402
-
 # The NCC test model has one feature channel at stride 8: a filter as wide as the template (8 cells) is needed.
 ONLINE = dict(online_weight=0.5, online_filter_cells=8)
 MEMORIES = dict(ONLINE, distractor_weight=3.0, distractor_subtract=0.3, template_weight=0.3, template_gate_score=0.8)
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    path = build_ncc_model(tmp_path_factory.mktemp("ncc") / "ncc_s8.onnx", stride=8)
-    return SiamMixerRuntime(path, RuntimeOptions(mode="whole", intra_op_threads=1))
+def runtime():
+    return SiamMixerRuntime(ncc_model_path(8), RuntimeOptions(mode="whole", intra_op_threads=1))
 
 
 def _track(runtime, params, seq):

@@ -8,23 +8,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-
-import siammixer_ros.core.tracker as tracker_module  # noqa: E402
-from siammixer_ros.core.crop import box_center  # noqa: E402
-from siammixer_ros.core.errors import ModelError, TrackerInputError, TrackerStateError  # noqa: E402
-from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime  # noqa: E402
-from siammixer_ros.core.tracker import SiamMixerTracker, TrackResult, TrackState  # noqa: E402
-from siammixer_ros.testing.ncc_model import build_ncc_model  # noqa: E402
-from siammixer_ros.testing.synthetic import iou, render_sequence  # noqa: E402
+import siammixer_ros.core.tracker as tracker_module
+from siammixer_ros.core.crop import box_center
+from siammixer_ros.core.errors import ModelError, TrackerInputError, TrackerStateError
+from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
+from siammixer_ros.core.tracker import SiamMixerTracker, TrackResult, TrackState
+from siammixer_ros.testing.ncc_model import ncc_model_path
+from siammixer_ros.testing.synthetic import iou, render_sequence
 
 N = 40
 FRAMES = np.arange(N)
 
 
 @pytest.fixture(scope="module")
-def ncc_path(tmp_path_factory):
-    return build_ncc_model(tmp_path_factory.mktemp("ncc") / "ncc_s8.onnx", stride=8)
+def ncc_path():
+    return ncc_model_path(8)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +92,7 @@ def test_partly_occluded_target_is_kept(runtime):
 
 def test_stride_16_model_like_siammixer_xs(tmp_path):
     # Template 128 / search 256 / stride 16 -> 9x9 response, the real XS geometry; coarser texture for stride 16.
-    path = build_ncc_model(tmp_path / "ncc_s16.onnx", stride=16)
+    path = ncc_model_path(16)
     tracker = SiamMixerTracker(path)
     assert tracker.info.response_size == 9 and tracker.runtime.mode == "whole"
     boxes = [(100 + 2 * i, 90 + 10 * np.sin(i / 6), 56, 48) for i in FRAMES[:30]]
@@ -299,4 +297,10 @@ def test_core_import_is_light():
     import sys
 
     code = "import sys, siammixer_ros.core; assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    # Every core module, used for real: still no ROS and no torch (the core runs where neither is installed).
+    code = ("import importlib, pkgutil, sys, siammixer_ros.core as core\n"
+            "for m in pkgutil.iter_modules(core.__path__): importlib.import_module('siammixer_ros.core.' + m.name)\n"
+            "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'torch'))\n"
+            "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

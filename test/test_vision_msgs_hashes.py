@@ -9,27 +9,19 @@ from pathlib import Path
 import pytest
 from ros_helpers import RosTestNode, requires_rclpy, unique_namespace
 
+from siammixer_ros.bag.msgtypes import UPSTREAM_RIHS01
+
 pytestmark = requires_rclpy
 
-UPSTREAM_TYPE_HASHES = {
-    "Detection2D": "RIHS01_0d12b69df5c593b3455b7346fac8205437a7d4bcb09b9e0e0b2dde787ded38ea",
-    "Detection2DArray": "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968",
-    "BoundingBox2D": "RIHS01_008eacbb0cf8f26e83795547bed013eec3675485ef386ec056d80eaaf1c1ce2f",
-    "ObjectHypothesisWithPose": "RIHS01_41c12344c0396c48b81df12467c192d99b2a0eb1463c5c37194e4223251c80bc",
-    "Pose2D": "RIHS01_b0b5d1d7b4c20dd4fcde3ed1d4b289a919290572007d67a97043814db25d3648",
-    "Point2D": "RIHS01_eab0e83f44ab4de92ceaf76dd7d0e7638f2bdd1d16ffbe16c7a136c48e407247",
-    "ObjectHypothesis": "RIHS01_51da43cec11c01957a64d1e05a24acd18aae7745ec30b74348ad5f6d634f7f90",
-}
 
-
-@pytest.mark.parametrize("type_name", sorted(UPSTREAM_TYPE_HASHES))
+@pytest.mark.parametrize("type_name", sorted(UPSTREAM_RIHS01))
 def test_type_description_hash_matches_upstream(type_name: str) -> None:
     from ament_index_python.packages import get_package_share_directory
 
     description = Path(get_package_share_directory("vision_msgs")) / "msg" / f"{type_name}.json"
     assert description.is_file(), f"{description} missing: vision_msgs was not built/installed"
     hash_string = json.loads(description.read_text())["type_hashes"][0]["hash_string"]
-    assert hash_string == UPSTREAM_TYPE_HASHES[type_name], f"vision_msgs/{type_name} differs from upstream"
+    assert hash_string == UPSTREAM_RIHS01[type_name], f"vision_msgs/{type_name} differs from upstream"
 
 
 def test_hashes_announced_by_rclpy_match_upstream(ros_node: RosTestNode) -> None:
@@ -37,11 +29,11 @@ def test_hashes_announced_by_rclpy_match_upstream(ros_node: RosTestNode) -> None
 
     namespace = unique_namespace("hash")
     announced = {}
-    for type_name in UPSTREAM_TYPE_HASHES:
+    for type_name in UPSTREAM_RIHS01:
         topic = f"{namespace}/{type_name.lower()}"
         ros_node.node.create_publisher(getattr(vision_msgs.msg, type_name), topic, 1)
         infos = ros_node.wait_until(
             lambda topic=topic: ros_node.node.get_publishers_info_by_topic(topic), 10.0, f"publisher info of {topic}"
         )
         announced[type_name] = str(infos[0].topic_type_hash)
-    assert announced == UPSTREAM_TYPE_HASHES
+    assert announced == UPSTREAM_RIHS01

@@ -1,7 +1,7 @@
-"""Conversions between numpy images / (x, y, w, h) boxes and ROS messages as rosbags dataclasses.
+"""numpy images / (x, y, w, h) boxes -> ROS messages as rosbags dataclasses, for writing bags.
 
-The same functions serve rclpy messages where noted: decoding only reads attributes that rclpy and
-rosbags messages share (``encoding``, ``width``, ``data``, ``bbox.center.position.x``, ...).
+Decoding images goes through the node's converter (siammixer_ros.ros.image_conversion) and detections
+through siammixer_ros.ros.messages, so offline and live evaluation of one bag read it the same way.
 """
 
 from __future__ import annotations
@@ -12,40 +12,26 @@ import cv2
 import numpy as np
 
 from siammixer_ros.bag.msgtypes import typestore
+from siammixer_ros.ros.messages import NS_PER_S, detection_2d, time_message
 
-NS_PER_S = 1_000_000_000
+__all__ = ["NS_PER_S", "BagImageError", "bag_message", "camera_info_message", "cdr_header_stamp",
+           "compressed_image_message", "detection_message", "header", "image_message"]
+
 # image_transport's "compressed" plugin writes this format string for BGR JPEG frames.
 JPEG_FORMAT = "bgr8; jpeg compressed bgr8"
 
-# encoding -> (channels, dtype, conversion to BGR or None)
-_ENCODINGS: dict[str, tuple[int, Any, int | None]] = {
-    "bgr8": (3, np.uint8, None),
-    "rgb8": (3, np.uint8, cv2.COLOR_RGB2BGR),
-    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2BGR),
-    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2BGR),
-    "mono8": (1, np.uint8, cv2.COLOR_GRAY2BGR),
-    "8UC1": (1, np.uint8, cv2.COLOR_GRAY2BGR),
-    "8UC3": (3, np.uint8, None),
-}
-
 
 class BagImageError(ValueError):
-    """An image message cannot be turned into a BGR image (unsupported encoding, wrong size, corrupt data)."""
+    """A numpy image cannot be written as an image message (wrong shape or type, encoding failed)."""
 
 
-def stamp_to_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time (rosbags or rclpy) -> integer nanoseconds."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-
-
-def ns_to_stamp(ns: int) -> Any:
-    """Integer nanoseconds -> rosbags builtin_interfaces/Time."""
-    t = typestore().types["builtin_interfaces/msg/Time"]
-    return t(sec=int(ns // NS_PER_S), nanosec=int(ns % NS_PER_S))
+def bag_message(msgtype: str, **fields: Any) -> Any:
+    """The rosbags :data:`~siammixer_ros.ros.messages.MessageFactory`: ``pkg/msg/Type`` with every field given."""
+    return typestore().types[msgtype](**fields)
 
 
 def header(stamp_ns: int, frame_id: str) -> Any:
-    return typestore().types["std_msgs/msg/Header"](stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+    return bag_message("std_msgs/msg/Header", stamp=time_message(bag_message, stamp_ns), frame_id=frame_id)
 
 
 def image_message(image_bgr: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
@@ -93,62 +79,10 @@ def camera_info_message(width: int, height: int, stamp_ns: int, frame_id: str,
         k=k, r=r, p=p, binning_x=0, binning_y=0, roi=roi)
 
 
-def image_to_bgr(msg: Any) -> np.ndarray:
-    """BGR uint8 HxWx3 from sensor_msgs/Image or CompressedImage (rosbags or rclpy message)."""
-    if hasattr(msg, "format"):  # CompressedImage
-        data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-        if data.size == 0:
-            raise BagImageError("empty CompressedImage (no data)")
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if image is None:
-            raise BagImageError(f"cannot decode CompressedImage with format {msg.format!r} ({data.size} bytes)")
-        return image
-    encoding = str(msg.encoding)
-    if encoding not in _ENCODINGS:
-        raise BagImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_ENCODINGS)}")
-    channels, dtype, conversion = _ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if height <= 0 or width <= 0:
-        raise BagImageError(f"empty image: {width}x{height}")
-    if step < width * channels or data.size < step * height:
-        raise BagImageError(f"image data too short: {data.size} bytes for {width}x{height} {encoding} "
-                            f"with step {step}")
-    rows = data[: step * height].reshape(height, step)[:, : width * channels]
-    image = rows.astype(dtype, copy=False).reshape(height, width, channels)
-    if conversion is not None:
-        image = cv2.cvtColor(image, conversion)
-    return np.ascontiguousarray(image)
-
-
 def detection_message(box: tuple[float, float, float, float], stamp_ns: int, frame_id: str, label: str,
                       detection_id: str, score: float = 1.0) -> Any:
     """vision_msgs/Detection2D (center-based bbox) from an (x, y, w, h) top-left box."""
-    types = typestore().types
-    x, y, w, h = (float(v) for v in box)
-    point = types["vision_msgs/msg/Point2D"](x=x + w / 2.0, y=y + h / 2.0)
-    bbox = types["vision_msgs/msg/BoundingBox2D"](
-        center=types["vision_msgs/msg/Pose2D"](position=point, theta=0.0), size_x=w, size_y=h)
-    pose = types["geometry_msgs/msg/PoseWithCovariance"](
-        pose=types["geometry_msgs/msg/Pose"](
-            position=types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-            orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
-        covariance=np.zeros(36))
-    hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
-        hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=label, score=float(score)), pose=pose)
-    return types["vision_msgs/msg/Detection2D"](
-        header=header(stamp_ns, frame_id), results=[hypothesis], bbox=bbox, id=detection_id)
-
-
-def detection_to_box(msg: Any) -> tuple[float, float, float, float]:
-    """(x, y, w, h) top-left box from a vision_msgs/Detection2D (rosbags or rclpy message)."""
-    w, h = float(msg.bbox.size_x), float(msg.bbox.size_y)
-    return (float(msg.bbox.center.position.x) - w / 2.0, float(msg.bbox.center.position.y) - h / 2.0, w, h)
-
-
-def detection_score(msg: Any) -> float:
-    """Score of the first hypothesis, NaN when the detection carries none."""
-    return float(msg.results[0].hypothesis.score) if len(msg.results) else float("nan")
+    return detection_2d(bag_message, header(stamp_ns, frame_id), box, label, detection_id, score)
 
 
 def cdr_header_stamp(raw: bytes | memoryview) -> int | None:

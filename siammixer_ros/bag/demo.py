@@ -32,6 +32,7 @@ from siammixer_ros.bag.live_eval import (
 )
 from siammixer_ros.bag.make_bag import load_sequence, write_bag
 from siammixer_ros.bag.reader import BagError
+from siammixer_ros.eval.datasets import VideoFrames
 
 DEMO_DIR = REPO_ROOT / "demo"
 CLIP = DEMO_DIR / "vtest_clip.mp4"
@@ -58,15 +59,7 @@ def render_outputs(clip: Path, report: dict[str, Any], out_dir: Path, sheet_fram
     groundtruth = np.asarray(report["groundtruth"], dtype=np.float64)
     predicted = np.asarray(report["predicted"], dtype=np.float64)
     own = report["own_output"]
-    capture = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    frames = frames[: len(groundtruth)]
+    frames = list(VideoFrames(clip, len(groundtruth)))
     height, width = frames[0].shape[:2]
     video_path = out_dir / "demo_tracking.mp4"
     writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), float(report["camera_fps"]),

@@ -32,13 +32,15 @@ from typing import Any
 import numpy as np
 
 from siammixer_ros.bag import reader
+from siammixer_ros.core.tracker import TrackState
 from siammixer_ros.eval import metrics
 from siammixer_ros.eval.report import evaluate, json_safe, write_report
 from siammixer_ros.eval.runner import run_sequence
 from siammixer_ros.eval.trackers import DEFAULT_MODEL, TrackerConfig
+from siammixer_ros.ros.messages import STATUS_CODES
 
 TRACKER_STATUS = "siammixer_interfaces/msg/TrackerStatus"
-LOST_STATE = 3  # siammixer_interfaces/TrackerStatus.LOST
+LOST_STATE = STATUS_CODES[TrackState.LOST]
 
 
 @dataclass

@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from siammixer_ros.bag import convert, reader
+from siammixer_ros.bag import reader
 from siammixer_ros.bag.eval_bag import LOST_STATE, TRACKER_STATUS, Output, evaluate_bag, score_outputs
 from siammixer_ros.bag.make_bag import STORAGES
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D
 from siammixer_ros.eval.report import json_safe
+from siammixer_ros.ros.messages import STATUS_CODES, rclpy_message, stamp_to_ns, time_message
 from siammixer_ros.ros.stats import process_memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_localhost.xml"
-IDLE_STATE = 0
+IDLE_STATE = STATUS_CODES[None]
 
 
 class LiveEvalError(RuntimeError):
@@ -147,7 +147,12 @@ class _NodeProcess:
 
 def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     """Run one live evaluation; returns the report dict (also written to out_dir/live_report.json)."""
-    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, wait_until
+    from siammixer_ros.bag.rclpy_support import (
+        require_localhost_discovery,
+        shut_down,
+        spin_in_background,
+        wait_until,
+    )
 
     require_localhost_discovery()
     import rclpy
@@ -186,9 +191,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     rclpy.init(args=[])  # our command line is not a ROS one
     node = rclpy.create_node("siammixer_live_eval")
     executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True, name="live-eval-executor")
-    spinner.start()
+    spinner = spin_in_background(node, executor, name="live-eval-executor")
     tracker = None
     recorder = None
     set_target_result: dict[str, Any] = {}
@@ -222,7 +225,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
                 return
             request = SetTarget.Request()
             request.x, request.y, request.width, request.height = init_box
-            request.stamp = _time_msg(init_stamp)
+            request.stamp = time_message(rclpy_message, init_stamp)
             request.label = label
             deadline = time.monotonic() + config.set_target_timeout
             tick = time.monotonic()
@@ -280,10 +283,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
     finally:
         node_exit = tracker.stop() if tracker is not None else None
         recorder_stats = recorder.close() if recorder is not None else None
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(node, executor, spinner, join_timeout=5.0)
 
     report = score_live(sequence, output_bag, stats.publish_wall_ns[image_topic], detection_topic, status_topic)
     report.update({
@@ -304,12 +304,6 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
                                                     "scored_frames")}
     write_live_report(report, out_dir)
     return report
-
-
-def _time_msg(stamp_ns: int) -> Any:
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=int(stamp_ns // convert.NS_PER_S), nanosec=int(stamp_ns % convert.NS_PER_S))
 
 
 def score_live(sequence: Any, output_bag: Path, publish_wall_ns: dict[int, int], detection_topic: str,
@@ -373,7 +367,7 @@ def _read_statuses(path: Path, topic: str) -> list[tuple[int, int, int, int, int
         connections = [c for c in bag.connections if c.topic == topic]
         for connection, bag_time, raw in bag.messages(connections=connections):
             msg = bag.deserialize(raw, connection.msgtype)
-            out.append((convert.stamp_to_ns(msg.header.stamp), int(msg.state), int(bag_time),
+            out.append((stamp_to_ns(msg.header.stamp), int(msg.state), int(bag_time),
                         int(msg.frames_processed), int(msg.dropped_frames), float(msg.processing_ms)))
     finally:
         bag.close()

@@ -48,7 +48,8 @@ class BagPlayer:
     def __init__(self, node: Any, bag: str | Path, *, topics: list[str] | None = None, rate: float = 1.0,
                  publish_clock: bool = False, clock_hz: float = 100.0,
                  after_publish: Callable[[str, int | None], None] | None = None, prefetch: int = 64) -> None:
-        from siammixer_ros.bag.rclpy_support import message_class, qos_from_bag
+        from siammixer_ros.bag.rclpy_support import qos_from_bag
+        from siammixer_ros.ros.messages import message_class
 
         if not rate > 0:
             raise ValueError(f"playback rate must be > 0, got {rate}")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, wait_until
+    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, shut_down, spin_in_background, wait_until
 
     require_localhost_discovery()
     import rclpy
@@ -209,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=[])
     node = rclpy.create_node("siammixer_bag_player")
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(node, executor)
     code = 0
     try:
         player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, publish_clock=args.clock is not None,
@@ -234,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = 130
     finally:
-        executor.shutdown()
-        spinner.join(timeout=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(node, executor, spinner)
     return code
 
 

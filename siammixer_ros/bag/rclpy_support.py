@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,17 +20,6 @@ def require_localhost_discovery() -> None:
     """Refuse to start DDS discovery beyond this machine (team rule; Kilted ignores ROS_LOCALHOST_ONLY)."""
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") is None:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-
-
-def message_class(msgtype: str) -> Any:
-    """The rclpy message class of ``pkg/msg/Type`` (ImportError names the missing package)."""
-    package, kind, name = msgtype.split("/")
-    try:
-        module = importlib.import_module(f"{package}.{kind}")
-        return getattr(module, name)
-    except (ImportError, AttributeError) as error:
-        raise ImportError(f"message type {msgtype} is not available to rclpy ({error}); build/install the "
-                          f"'{package}' interface package (scripts/setup.sh does it for this project)") from error
 
 
 def _definition_text(msgtype: str) -> str | None:
@@ -99,3 +88,21 @@ def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.02
             return True
         time.sleep(poll)
     return condition()
+
+
+def spin_in_background(node: Any, executor: Any, name: str | None = None) -> threading.Thread:
+    """Spin ``executor`` (with ``node`` added) in a daemon thread; stop it with :func:`shut_down`."""
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True, name=name)
+    spinner.start()
+    return spinner
+
+
+def shut_down(node: Any, executor: Any, spinner: threading.Thread, join_timeout: float = 2.0) -> None:
+    """Executor, its thread, the node, then rclpy: in this order the process exits without aborting."""
+    import rclpy
+
+    executor.shutdown()
+    spinner.join(timeout=join_timeout)
+    node.destroy_node()
+    rclpy.try_shutdown()

@@ -23,6 +23,8 @@ from rosbags.highlevel import AnyReader
 from siammixer_ros.bag import convert
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D, DETECTION_2D_ARRAY, IMAGE, typestore
 from siammixer_ros.eval.datasets import Sequence
+from siammixer_ros.ros.image_conversion import ImageConverter
+from siammixer_ros.ros.messages import detection_score, detection_to_box, stamp_to_ns
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 DETECTION_TYPES = (DETECTION_2D, DETECTION_2D_ARRAY)
@@ -99,14 +101,19 @@ def find_topic(path: str | Path, msgtypes: tuple[str, ...], topic: str | None = 
 
 
 def iter_images(path: str | Path, topic: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(header stamp ns, BGR image) for every image message, in bag order."""
+    """(header stamp ns, BGR image) for every image message, in bag order.
+
+    Decoded by the node's built-in converter (cv_bridge's semantics), so the bag tools accept exactly the
+    encodings the node accepts; a frame it cannot use raises ImageConversionError.
+    """
     topic = find_topic(path, IMAGE_TYPES, topic)
+    converter = ImageConverter()
     reader = open_reader(path)
     try:
         connections = [c for c in reader.connections if c.topic == topic]
         for connection, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, connection.msgtype)
-            yield convert.stamp_to_ns(msg.header.stamp), convert.image_to_bgr(msg)
+            yield stamp_to_ns(msg.header.stamp), converter.to_bgr(msg, connection.msgtype == COMPRESSED_IMAGE)
     finally:
         reader.close()
 
@@ -124,7 +131,7 @@ def _iter_headers(path: str | Path, topic: str) -> Iterator[tuple[int, int]]:
         for connection, bag_time, raw in reader.messages(connections=connections):
             stamp = convert.cdr_header_stamp(raw)
             if stamp is None:
-                stamp = convert.stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp)
+                stamp = stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp)
             yield stamp, bag_time
     finally:
         reader.close()
@@ -142,13 +149,13 @@ def read_detections(path: str | Path, topic: str | None = None, exclude: tuple[s
             if connection.msgtype == DETECTION_2D_ARRAY:
                 if not msg.detections:
                     continue
-                det = max(msg.detections, key=lambda d: np.nan_to_num(convert.detection_score(d), nan=-1.0))
-                det_stamp = convert.stamp_to_ns(msg.header.stamp)
+                det = max(msg.detections, key=lambda d: np.nan_to_num(detection_score(d), nan=-1.0))
+                det_stamp = stamp_to_ns(msg.header.stamp)
             else:
                 det = msg
-                det_stamp = convert.stamp_to_ns(msg.header.stamp)
+                det_stamp = stamp_to_ns(msg.header.stamp)
             label = det.results[0].hypothesis.class_id if len(det.results) else ""
-            out.append(Detection(det_stamp, convert.detection_to_box(det), convert.detection_score(det), label,
+            out.append(Detection(det_stamp, detection_to_box(det), detection_score(det), label,
                                  str(det.id), int(bag_time)))
     finally:
         reader.close()

@@ -125,7 +125,8 @@ class BagRecorder:
 
     def subscribe_available(self) -> list[str]:
         """Subscribe to every requested topic whose type is known and that has a publisher; returns the rest."""
-        from siammixer_ros.bag.rclpy_support import ensure_registered, message_class
+        from siammixer_ros.bag.rclpy_support import ensure_registered
+        from siammixer_ros.ros.messages import message_class
 
         waiting = []
         for topic in self.requested:
@@ -148,20 +149,6 @@ class BagRecorder:
                 message_class(msgtype), topic, lambda raw, t=topic: self._on_message(t, raw),
                 self._subscription_qos(topic), raw=True)
         return waiting
-
-    def subscribe(self, timeout: float = 30.0) -> None:
-        """Subscribe to every requested topic, waiting up to ``timeout`` s for their publishers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            waiting = self.subscribe_available()
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no publisher appeared within {timeout:g} s on: {', '.join(waiting)}")
-            time.sleep(0.05)
-
-    def publisher_count(self, topic: str) -> int:
-        return len(self.node.get_publishers_info_by_topic(topic))
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         receive_ns = time.time_ns()
@@ -203,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from siammixer_ros.bag.rclpy_support import require_localhost_discovery
+    from siammixer_ros.bag.rclpy_support import require_localhost_discovery, shut_down, spin_in_background
 
     require_localhost_discovery()
     import rclpy
@@ -220,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(node, executor)
     recorder = None
     code = 0
     try:
@@ -245,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = recorder.close()
             print(f"recorded {sum(stats.counts.values())} messages to {args.out}: "
                   + ", ".join(f"{t}: {n}" for t, n in stats.counts.items()))
-        executor.shutdown()
-        spinner.join(timeout=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(node, executor, spinner)
     return code
 
 

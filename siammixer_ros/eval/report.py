@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,25 +81,24 @@ def markdown(report: dict[str, Any], title: str = "Evaluation", command: str | N
             lines.append(f"| {tracker} | {s['sequences']} | " + " | ".join(_fmt(s[k]) for k, _ in TABLE_KEYS)
                          + f" | {_fmt(s['ms_per_frame'], 2)} | {_fmt(s['median_ms'], 2)} | {_fmt(s['fps'], 1)} |")
         lines.append("")
-    lines += ["## Per sequence (AUC / P@20)", "",
-              "| sequence | " + " | ".join(trackers) + " |", "|---|" + "---|" * len(trackers)]
-    for name in report["sequences"]:
-        cells = []
-        for tracker in trackers:
-            per = report["trackers"][tracker]["per_sequence"].get(name)
-            cells.append("missing" if per is None else f"{_fmt(per['success_auc'])} / {_fmt(per['precision'])}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += ["## Per sequence speed (ms per update, mean)", "",
-              "| sequence | " + " | ".join(trackers) + " |", "|---|" + "---|" * len(trackers)]
-    for name in report["sequences"]:
-        cells = []
-        for tracker in trackers:
-            per = report["trackers"][tracker]["per_sequence"].get(name)
-            cells.append("missing" if per is None else _fmt(per["ms_per_frame"], 2))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += _per_sequence_table(report, trackers, "## Per sequence (AUC / P@20)",
+                                 lambda per: f"{_fmt(per['success_auc'])} / {_fmt(per['precision'])}")
+    lines += _per_sequence_table(report, trackers, "## Per sequence speed (ms per update, mean)",
+                                 lambda per: _fmt(per["ms_per_frame"], 2))
     return "\n".join(lines)
+
+
+def _per_sequence_table(report: dict[str, Any], trackers: list[str], title: str,
+                        cell: Callable[[dict[str, Any]], str]) -> list[str]:
+    """Markdown lines: a titled table, one row per sequence, one ``cell(per-sequence scores)`` per tracker."""
+    lines = [title, "", "| sequence | " + " | ".join(trackers) + " |", "|---|" + "---|" * len(trackers)]
+    for name in report["sequences"]:
+        cells = []
+        for tracker in trackers:
+            per = report["trackers"][tracker]["per_sequence"].get(name)
+            cells.append("missing" if per is None else cell(per))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(report: dict[str, Any], out_dir: Path, subset: str = "all") -> list[Path]:

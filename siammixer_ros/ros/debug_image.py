@@ -7,13 +7,16 @@ import math
 import cv2
 import numpy as np
 
-from siammixer_ros.ros.session import IDLE, LOST, TRACKING, UNCERTAIN
+from siammixer_ros.core.tracker import TrackState
+from siammixer_ros.ros.messages import state_name
 
-_COLOURS = {TRACKING: (0, 220, 0), UNCERTAIN: (0, 200, 255), LOST: (0, 0, 255), IDLE: (200, 200, 200)}
+# BGR; None: no target set.
+_COLOURS = {TrackState.TRACKING: (0, 220, 0), TrackState.UNCERTAIN: (0, 200, 255), TrackState.LOST: (0, 0, 255),
+            None: (200, 200, 200)}
 
 
-def draw_debug_image(image: np.ndarray, state: str, box: tuple[float, float, float, float] | None, score: float,
-                     track_id: int, label: str, rate_hz: float, latency_ms: float | None = None,
+def draw_debug_image(image: np.ndarray, state: TrackState | None, box: tuple[float, float, float, float] | None,
+                     score: float, track_id: int, label: str, rate_hz: float, latency_ms: float | None = None,
                      pending_click: tuple[float, float] | None = None) -> np.ndarray:
     """A copy of ``image`` (BGR uint8) with the track drawn on it."""
     out = image.copy()
@@ -26,7 +29,7 @@ def draw_debug_image(image: np.ndarray, state: str, box: tuple[float, float, flo
     if pending_click is not None:
         cv2.drawMarker(out, (int(pending_click[0]), int(pending_click[1])), (255, 0, 255), cv2.MARKER_CROSS,
                        int(20 * scale), thickness)
-    text = state if state == IDLE else f"{state} #{track_id} {label} score {score:.2f}"
+    text = state_name(state) if state is None else f"{state_name(state)} #{track_id} {label} score {score:.2f}"
     text += f" | {rate_hz:.1f} Hz"
     if latency_ms is not None and math.isfinite(latency_ms):
         text += f" | {latency_ms:.0f} ms"

@@ -10,14 +10,16 @@ Conventions kept from diagnostic_updater:
   current time, periodically (the ``diagnostics_period`` parameter).
 
 The status building is plain Python (testable without rclpy); :func:`to_diagnostic_array` turns the
-statuses into messages given the message classes.
+statuses into messages given the message classes. The node's four tasks (tracking, latency, rates, model
+and resources) are here too; the node only registers them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 OK = 0
@@ -84,10 +86,6 @@ class DiagnosticUpdater:
     def add(self, name: str, task: Task) -> None:
         self._tasks.append((name, task))
 
-    @property
-    def task_names(self) -> list[str]:
-        return [name for name, _ in self._tasks]
-
     def collect(self) -> list[StatusWrapper]:
         statuses = []
         for name, task in self._tasks:
@@ -141,3 +139,134 @@ def threshold_level(value: float, warn: float, error: float) -> int:
     if warn > 0 and value >= warn:
         return WARN
     return OK
+
+
+# -- the node's tasks (the statuses docs/node.md documents) ---------------------------------------------------
+# Each task reads its thresholds from the node's live parameter values ``cfg`` (names as declared), so run-time
+# parameter changes apply at the next report.
+
+# Stages reported by the latency task: keys of TrackResult.timings plus the node's own.
+LATENCY_STAGES = ("wait", "crop", "inference_search", "inference_head", "inference", "postprocess", "processing",
+                  "end_to_end")
+
+
+def tracking_task(status: StatusWrapper, session: Any, cfg: Mapping[str, Any]) -> None:
+    """``tracking``: OK idle or tracking; WARN when lost or the score is below ``diagnostics.score_warn``."""
+    from siammixer_ros.core.tracker import TrackState
+    from siammixer_ros.ros.messages import state_name
+
+    state, score, score_warn = session.state, session.score, cfg["diagnostics.score_warn"]
+    if state is None:
+        status.summary(OK, "no target set (call set_target or click twice)")
+    elif state is TrackState.LOST:
+        status.summary(WARN, f"target {session.track_id} lost")
+    elif score_warn > 0 and score < score_warn:
+        status.summary(WARN, f"low score {score:.2f} (< {score_warn:g})")
+    else:
+        status.summary(OK, f"{state.value} target {session.track_id}")
+    status.add("state", state_name(state))
+    status.add("score", score)
+    status.add("track id", session.track_id)
+    status.add("label", session.label)
+    box = session.box
+    status.add("box", "" if box is None else ", ".join(f"{v:.1f}" for v in box))
+    status.add("frames processed", session.frames_processed)
+    status.add("bad frames", session.bad_frames)
+    status.add("tracker errors", session.tracker_errors)
+    status.add("last error", session.last_error or "")
+
+
+def latency_task(status: StatusWrapper, session: Any, cfg: Mapping[str, Any]) -> None:
+    """``latency``: median and p95 (ms) per stage over the window; WARN / ERROR on the end-to-end p95."""
+    summary = session.latencies.summary_ms()
+    e2e = summary.get("end_to_end")
+    if e2e is None:
+        status.summary(OK, "no frames tracked yet")
+    else:
+        level = threshold_level(e2e[1], cfg["diagnostics.latency_warn_ms"], cfg["diagnostics.latency_error_ms"])
+        status.summary(level, f"end-to-end p95 {e2e[1]:.1f} ms" + ("" if level == OK else " (too slow)"))
+    for stage in LATENCY_STAGES:
+        median, p95 = summary.get(stage, (math.nan, math.nan))
+        status.add(f"{stage} median ms", median)
+        status.add(f"{stage} p95 ms", p95)
+    status.add("window", cfg["diagnostics.window"])
+
+
+@dataclass
+class RatesTask:
+    """``rates``: input silence, and the fraction of frames dropped since the previous report."""
+
+    topic: str
+    _last_counts: tuple[int, int] = (0, 0)  # (frames received, dropped) at the previous report
+
+    def __call__(self, status: StatusWrapper, session: Any, cfg: Mapping[str, Any], now: float) -> None:
+        received, dropped = session.frames_received, session.dropped_frames
+        last_received, last_dropped = self._last_counts
+        self._last_counts = (received, dropped)
+        new = received - last_received
+        drop_rate = (dropped - last_dropped) / new if new > 0 else 0.0
+        last = session.input_rate.last()
+        if last is None:
+            status.summary(WARN, f"no image received yet on {self.topic}")
+        elif now - last > cfg["diagnostics.input_timeout"]:
+            status.summary(ERROR, f"no image on {self.topic} for {now - last:.1f} s")
+        else:
+            level = threshold_level(drop_rate, cfg["diagnostics.drop_rate_warn"], cfg["diagnostics.drop_rate_error"])
+            status.summary(level, f"{100 * drop_rate:.0f}% of frames dropped" if level != OK else "receiving")
+        status.add("input topic", self.topic)
+        status.add("input rate hz", session.input_rate.rate())
+        status.add("output rate hz", session.output_rate.rate())
+        status.add("frames received", received)
+        status.add("frames processed", session.frames_processed)
+        status.add("dropped frames", dropped)
+        status.add("drop rate", drop_rate)
+        status.add("bad frames", session.bad_frames)
+
+
+def model_memory(variant: str, mode: str) -> tuple[int | str, int | str, str]:
+    """(float32 weight bytes, float32 feature-map peak bytes of the search branch in ``mode``, its layer).
+
+    From the architecture table (siammixer_ros.core.memory); "n/a" for models outside it (test models).
+    """
+    try:
+        from siammixer_ros.core.memory import SiamMixerConfig, count_parameters, feature_memory
+
+        arch = SiamMixerConfig.for_variant(variant)
+        memory = feature_memory(arch, mode, bytes_per_element=4)
+        return count_parameters(arch) * 4, int(memory["live_peak_bytes"]), str(memory["live_peak_layer"])
+    except Exception:
+        return "n/a", "n/a", f"n/a (variant {variant} is not in the architecture table)"
+
+
+@dataclass
+class ResourcesTask:
+    """``model and resources``: the loaded model, how it runs, and the process's memory (WARN over a limit)."""
+
+    model_path: Path
+    image_conversion: str
+    _memory: tuple[int | str, int | str, str] | None = None  # constant for the loaded model and mode
+
+    def __call__(self, status: StatusWrapper, tracker: Any, cfg: Mapping[str, Any], rss_bytes: int,
+                 peak_rss_bytes: int) -> None:
+        limit = cfg["diagnostics.rss_warn_mb"] * 1024 * 1024
+        if limit > 0 and rss_bytes >= limit:
+            status.summary(WARN, f"RSS {rss_bytes / 2**20:.0f} MiB >= {limit / 2**20:.0f} MiB")
+        else:
+            status.summary(OK, f"RSS {rss_bytes / 2**20:.0f} MiB")
+        runtime, info = tracker.runtime, tracker.info
+        status.add("model path", str(self.model_path))
+        status.add("model variant", info.variant)
+        status.add("model version", info.model_version)
+        status.add("model file bytes", self.model_path.stat().st_size if self.model_path.is_file() else 0)
+        if self._memory is None:
+            self._memory = model_memory(info.variant, runtime.mode)
+        weight_bytes, peak_bytes, peak_layer = self._memory
+        status.add("model weight bytes", weight_bytes)
+        status.add("feature map peak bytes", peak_bytes)
+        status.add("feature map peak layer", peak_layer)
+        status.add("execution mode", runtime.mode)
+        status.add("intra op threads", cfg["intra_op_threads"])
+        status.add("providers", ", ".join(runtime.providers))
+        status.add("image conversion", self.image_conversion)
+        status.add("rss bytes", rss_bytes)
+        status.add("peak rss bytes", peak_rss_bytes)

@@ -11,13 +11,12 @@ without ROS). Threads and callback groups:
 - diagnostics run on a timer in a third group.
 
 Run: ``ros2 run siammixer_ros siammixer_tracker --ros-args -p model_path:=model.onnx -r image:=/camera/image_raw``
-or ``python -m siammixer_ros.ros.node ...``. Documentation: README.md (section "The node").
+or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
 """
 
 from __future__ import annotations
 
 import array
-import math
 import os
 import socket
 import sys
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import (
@@ -48,12 +46,20 @@ from sensor_msgs.msg import CompressedImage, Image
 from siammixer_interfaces.msg import TrackerStatus
 from siammixer_interfaces.srv import SetTarget
 from std_srvs.srv import Trigger
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2D, Detection2DArray
 
 from siammixer_ros.core.errors import ModelError, TrackerParamsError
 from siammixer_ros.ros import diagnostics as diag
 from siammixer_ros.ros.debug_image import draw_debug_image
 from siammixer_ros.ros.image_conversion import fill_image_msg, make_converter
+from siammixer_ros.ros.messages import (
+    detection_2d,
+    fill_set_target_response,
+    format_stamp,
+    rclpy_message,
+    stamp_to_ns,
+    tracker_status,
+)
 from siammixer_ros.ros.params import (
     TRACKER_PREFIX,
     ParamSpec,
@@ -62,22 +68,11 @@ from siammixer_ros.ros.params import (
     validate_change,
 )
 from siammixer_ros.ros.selection import ClickSelector
-from siammixer_ros.ros.session import (
-    IDLE,
-    LOST,
-    STATE_CODES,
-    ProcessedFrame,
-    TrackingSession,
-    format_stamp,
-    stamp_to_ns,
-)
+from siammixer_ros.ros.session import ProcessedFrame, TrackingSession
 from siammixer_ros.ros.stats import process_memory_bytes
 
 NODE_NAME = "siammixer_tracker"
 DEFAULT_MODEL_NAME = "siammixer_xs.onnx"
-# Stages reported in the latency diagnostics (keys of TrackResult.timings plus the node's own).
-LATENCY_STAGES = ("wait", "crop", "inference_search", "inference_head", "inference", "postprocess", "processing",
-                  "end_to_end")
 WARN_THROTTLE_S = 5.0
 
 
@@ -121,12 +116,8 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-def _ros_time_msg(stamp_ns: int) -> TimeMsg:
-    return TimeMsg(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
-
-
 class SiamMixerTrackerNode(Node):
-    """See the module docstring and README.md (section "The node")."""
+    """See the module docstring and docs/node.md."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -137,17 +128,14 @@ class SiamMixerTrackerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._compressed = self._cfg["input_type"] == "compressed"
-        self._tracker = self._load_tracker()
         self._converter = make_converter(Image, log=self.get_logger().warning)
-        self._session = TrackingSession(self._tracker, self._converter, self._cfg["frame_buffer_size"],
+        self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
                                         self._cfg["diagnostics.window"])
         self._clicks = ClickSelector(self._cfg["click_timeout"])
         self._initial_target: list[float] = list(self._cfg["initial_target"])
         self._pending_tracker_params = None
-        self._last_drop_report = (0, 0)  # (frames received, dropped) at the last diagnostics report
         self._last_latency_ms = float("nan")
         self._stopping = threading.Event()
-        self._model_memory: tuple[Any, Any, str] | None = None
 
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
@@ -179,21 +167,25 @@ class SiamMixerTrackerNode(Node):
         self._stop_srv = self.create_service(Trigger, "~/stop", self._on_stop, callback_group=self._service_group)
 
         self._updater = diag.DiagnosticUpdater(self.get_name(), self._hardware_id())
-        self._updater.add("tracking", self._diag_tracking)
-        self._updater.add("latency", self._diag_latency)
-        self._updater.add("rates", self._diag_rates)
-        self._updater.add("model and resources", self._diag_resources)
+        session, cfg = self._session, self._cfg
+        rates = diag.RatesTask(self._image_sub.topic_name)
+        resources = diag.ResourcesTask(self._model_path, self._converter.backend)
+        self._updater.add("tracking", lambda status: diag.tracking_task(status, session, cfg))
+        self._updater.add("latency", lambda status: diag.latency_task(status, session, cfg))
+        self._updater.add("rates", lambda status: rates(status, session, cfg, time.monotonic()))
+        self._updater.add("model and resources",
+                          lambda status: resources(status, session.tracker, cfg, *process_memory_bytes()))
         self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
                                                     callback_group=self._diagnostics_group)
 
         self._worker = threading.Thread(target=self._processing_loop, name="siammixer_processing", daemon=True)
         self._worker.start()
-        info = self._tracker.info
+        tracker = self._session.tracker
         self.get_logger().info(
             f"tracking on {self._image_sub.topic_name} ({'CompressedImage' if self._compressed else 'Image'}) "
-            f"with {self._model_path} (variant {info.variant}, version {info.model_version}), mode "
-            f"{self._tracker.runtime.mode}, {self._cfg['intra_op_threads']} thread(s), providers "
-            f"{', '.join(self._tracker.runtime.providers)}, image conversion: {self._converter.backend}; "
+            f"with {self._model_path} (variant {tracker.info.variant}, version {tracker.info.model_version}), mode "
+            f"{tracker.runtime.mode}, {self._cfg['intra_op_threads']} thread(s), providers "
+            f"{', '.join(tracker.runtime.providers)}, image conversion: {self._converter.backend}; "
             f"set a target with the {self.resolve_service_name('~/set_target')} service or two clicks on "
             f"{self._click_topics[0]}")
 
@@ -245,8 +237,7 @@ class SiamMixerTrackerNode(Node):
 
     # -- model ---------------------------------------------------------------------------------------
     def _load_tracker(self) -> Any:
-        from siammixer_ros.core.model_file import read_model_file
-        from siammixer_ros.core.runtime import DEFAULT_MODE, RuntimeOptions
+        from siammixer_ros.core.runtime import RuntimeOptions
         from siammixer_ros.core.tracker import SiamMixerTracker
 
         path = Path(self._cfg["model_path"]) if self._cfg["model_path"] else default_model_path()
@@ -259,13 +250,7 @@ class SiamMixerTrackerNode(Node):
             params = tracker_params_from(self._cfg)
         except TrackerParamsError as exc:
             raise StartupError(f"invalid tracker parameter: {exc}") from None
-        mode = self._cfg["execution_mode"]
-        if mode == "auto":
-            try:
-                mode = DEFAULT_MODE if read_model_file(path)[0].has_patch_parts else "whole"
-            except ModelError as exc:
-                raise StartupError(f"cannot use the model: {exc} (parameter model_path)") from None
-        options = RuntimeOptions(mode=mode, intra_op_threads=self._cfg["intra_op_threads"],
+        options = RuntimeOptions(mode=self._cfg["execution_mode"], intra_op_threads=self._cfg["intra_op_threads"],
                                  providers=tuple(self._cfg["providers"]) or ("CPUExecutionProvider",))
         try:
             return SiamMixerTracker(path, params=params, runtime_options=options)
@@ -292,15 +277,17 @@ class SiamMixerTrackerNode(Node):
 
     # -- services ------------------------------------------------------------------------------------
     def _set_target(self, box: Any, stamp_ns: int, label: str) -> Any:
+        new_tracker = None
         if self._pending_tracker_params is not None:
             from siammixer_ros.core.tracker import SiamMixerTracker
 
-            self._session.tracker = SiamMixerTracker(params=self._pending_tracker_params,
-                                                     runtime=self._tracker.runtime)
-            self._tracker = self._session.tracker
+            # Changed tracker.* parameters: a tracker with them, on the same loaded model (runtime).
+            new_tracker = SiamMixerTracker(params=self._pending_tracker_params, runtime=self._session.tracker.runtime)
+        outcome = self._session.set_target(box, stamp_ns, label or self._cfg["target_label"],
+                                           self._cfg["stamp_tolerance"], self._cfg["min_target_size"], new_tracker)
+        if outcome.success:
             self._pending_tracker_params = None
-        return self._session.set_target(box, stamp_ns, label or self._cfg["target_label"],
-                                        self._cfg["stamp_tolerance"], self._cfg["min_target_size"])
+        return outcome
 
     def _report(self, success: bool, text: str) -> None:
         # rclpy refuses one call site logging at two severities ("Logger severity cannot be changed"): two sites.
@@ -318,11 +305,8 @@ class SiamMixerTrackerNode(Node):
             response.success, response.message = False, f"internal error: {type(exc).__name__}: {exc}"
             self.get_logger().error(response.message)
             return response
-        response.success = outcome.success
-        response.message = outcome.message
-        response.track_id = int(outcome.track_id)
-        response.frame_stamp = _ros_time_msg(outcome.frame_stamp_ns)
-        response.used_x, response.used_y, response.used_width, response.used_height = (float(v) for v in outcome.box)
+        fill_set_target_response(rclpy_message, response, outcome.success, outcome.message, outcome.track_id,
+                                 outcome.frame_stamp_ns, outcome.box)
         self._report(outcome.success, f"set_target ({request.x:g}, {request.y:g}, {request.width:g}, "
                      f"{request.height:g}) stamp {format_stamp(stamp_ns)}: {outcome.message}")
         if outcome.success:
@@ -363,10 +347,11 @@ class SiamMixerTrackerNode(Node):
         header = processed.frame.header
         if processed.error is not None:
             self.get_logger().warning(f"skipping a frame: {processed.error}", throttle_duration_sec=WARN_THROTTLE_S)
-        elif processed.state != IDLE:
+        elif processed.state is not None:
             detections = Detection2DArray(header=header)
             if processed.box is not None:
-                detection = self._detection(processed)
+                detection = detection_2d(rclpy_message, header, processed.box, processed.label,
+                                         str(processed.track_id), processed.score)
                 self._detection_pub.publish(detection)
                 detections.detections.append(detection)
             self._detections_pub.publish(detections)
@@ -376,7 +361,11 @@ class SiamMixerTrackerNode(Node):
                 latency = (now_ns - processed.frame.stamp_ns) / 1e9
                 self._session.latencies.add("end_to_end", latency)
                 self._last_latency_ms = latency * 1e3
-        self._status_pub.publish(self._status(processed))
+        session = self._session
+        self._status_pub.publish(tracker_status(
+            rclpy_message, header, processed.state, processed.score, processed.track_id, processed.label,
+            processed.box, session.output_rate.rate(), processed.processing_s * 1e3, session.frames_processed,
+            session.dropped_frames))
         if want_debug and processed.image is not None:
             pending = self._clicks.first_click
             drawn = draw_debug_image(processed.image, processed.state, processed.box, processed.score,
@@ -386,35 +375,6 @@ class SiamMixerTrackerNode(Node):
             debug.header = header
             self._debug_pub.publish(debug)
 
-    def _detection(self, processed: ProcessedFrame) -> Detection2D:
-        x, y, w, h = processed.box
-        detection = Detection2D(header=processed.frame.header, id=str(processed.track_id))
-        # Center-based box: a box covering pixels [x, x + w) has its centre at x + w / 2.
-        detection.bbox.center.position.x = x + w / 2.0
-        detection.bbox.center.position.y = y + h / 2.0
-        detection.bbox.center.theta = 0.0
-        detection.bbox.size_x = w
-        detection.bbox.size_y = h
-        hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id = processed.label
-        hypothesis.hypothesis.score = float(processed.score)
-        detection.results.append(hypothesis)
-        return detection
-
-    def _status(self, processed: ProcessedFrame) -> TrackerStatus:
-        status = TrackerStatus(header=processed.frame.header)
-        status.state = STATE_CODES.get(processed.state, 0)
-        status.score = float(processed.score) if math.isfinite(processed.score) else 0.0
-        status.track_id = int(processed.track_id)
-        status.label = processed.label
-        if processed.box is not None:
-            status.x, status.y, status.width, status.height = (float(v) for v in processed.box)
-        status.fps = float(self._session.output_rate.rate())
-        status.processing_ms = float(processed.processing_s * 1e3)
-        status.frames_processed = int(self._session.frames_processed)
-        status.dropped_frames = int(self._session.dropped_frames)
-        return status
-
     # -- diagnostics ---------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         statuses = self._updater.collect()
@@ -422,117 +382,11 @@ class SiamMixerTrackerNode(Node):
                                          DiagnosticStatus, KeyValue)
         self._diagnostics_pub.publish(array)
 
-    def _diag_tracking(self, status: diag.StatusWrapper) -> None:
-        session = self._session
-        state, score = session.state, session.score
-        if state == IDLE:
-            status.summary(diag.OK, "no target set (call set_target or click twice)")
-        elif state == LOST:
-            status.summary(diag.WARN, f"target {session.track_id} lost")
-        elif self._cfg["diagnostics.score_warn"] > 0 and score < self._cfg["diagnostics.score_warn"]:
-            status.summary(diag.WARN, f"low score {score:.2f} (< {self._cfg['diagnostics.score_warn']:g})")
-        else:
-            status.summary(diag.OK, f"{state.lower()} target {session.track_id}")
-        status.add("state", state)
-        status.add("score", score)
-        status.add("track id", session.track_id)
-        status.add("label", session.label)
-        box = session.box
-        status.add("box", "" if box is None else ", ".join(f"{v:.1f}" for v in box))
-        status.add("frames processed", session.frames_processed)
-        status.add("bad frames", session.bad_frames)
-        status.add("tracker errors", session.tracker_errors)
-        status.add("last error", session.last_error or "")
-
-    def _diag_latency(self, status: diag.StatusWrapper) -> None:
-        summary = self._session.latencies.summary_ms()
-        e2e = summary.get("end_to_end")
-        if e2e is None:
-            status.summary(diag.OK, "no frames tracked yet")
-        else:
-            level = diag.threshold_level(e2e[1], self._cfg["diagnostics.latency_warn_ms"],
-                                         self._cfg["diagnostics.latency_error_ms"])
-            status.summary(level, f"end-to-end p95 {e2e[1]:.1f} ms" + ("" if level == diag.OK else " (too slow)"))
-        for stage in LATENCY_STAGES:
-            median, p95 = summary.get(stage, (float("nan"), float("nan")))
-            status.add(f"{stage} median ms", median)
-            status.add(f"{stage} p95 ms", p95)
-        status.add("window", self._cfg["diagnostics.window"])
-
-    def _diag_rates(self, status: diag.StatusWrapper) -> None:
-        session = self._session
-        received, dropped = session.frames_received, session.dropped_frames
-        last_received, last_dropped = self._last_drop_report
-        self._last_drop_report = (received, dropped)
-        new = received - last_received
-        drop_rate = (dropped - last_dropped) / new if new > 0 else 0.0
-        last = session.input_rate.last()
-        silent = None if last is None else time.monotonic() - last
-        timeout = self._cfg["diagnostics.input_timeout"]
-        topic = self._image_sub.topic_name
-        if last is None:
-            status.summary(diag.WARN, f"no image received yet on {topic}")
-        elif silent > timeout:
-            status.summary(diag.ERROR, f"no image on {topic} for {silent:.1f} s")
-        else:
-            level = diag.threshold_level(drop_rate, self._cfg["diagnostics.drop_rate_warn"],
-                                         self._cfg["diagnostics.drop_rate_error"])
-            status.summary(level, f"{100 * drop_rate:.0f}% of frames dropped" if level != diag.OK else "receiving")
-        status.add("input topic", topic)
-        status.add("input rate hz", session.input_rate.rate())
-        status.add("output rate hz", session.output_rate.rate())
-        status.add("frames received", received)
-        status.add("frames processed", session.frames_processed)
-        status.add("dropped frames", dropped)
-        status.add("drop rate", drop_rate)
-        status.add("bad frames", session.bad_frames)
-
-    def _diag_resources(self, status: diag.StatusWrapper) -> None:
-        rss, peak = process_memory_bytes()
-        limit = self._cfg["diagnostics.rss_warn_mb"] * 1024 * 1024
-        if limit > 0 and rss >= limit:
-            status.summary(diag.WARN, f"RSS {rss / 2**20:.0f} MiB >= {limit / 2**20:.0f} MiB")
-        else:
-            status.summary(diag.OK, f"RSS {rss / 2**20:.0f} MiB")
-        runtime = self._tracker.runtime
-        info = self._tracker.info
-        status.add("model path", str(self._model_path))
-        status.add("model variant", info.variant)
-        status.add("model version", info.model_version)
-        status.add("model file bytes", self._model_path.stat().st_size if self._model_path.is_file() else 0)
-        if self._model_memory is None:  # constant for the loaded model and mode
-            self._model_memory = _model_memory(info.variant, runtime.mode)
-        weight_bytes, peak_bytes, peak_layer = self._model_memory
-        status.add("model weight bytes", weight_bytes)
-        status.add("feature map peak bytes", peak_bytes)
-        status.add("feature map peak layer", peak_layer)
-        status.add("execution mode", runtime.mode)
-        status.add("intra op threads", self._cfg["intra_op_threads"])
-        status.add("providers", ", ".join(runtime.providers))
-        status.add("image conversion", self._converter.backend)
-        status.add("rss bytes", rss)
-        status.add("peak rss bytes", peak)
-
     # -- shutdown ------------------------------------------------------------------------------------
     def stop_processing(self) -> None:
         self._stopping.set()
         self._session.slot.wake()
         self._worker.join(timeout=5.0)
-
-
-def _model_memory(variant: str, mode: str) -> tuple[int | str, int | str, str]:
-    """(float32 weight bytes, float32 feature-map peak bytes of the search branch in ``mode``, its layer).
-
-    From the architecture table (siammixer_ros.core.memory); "n/a" for models outside it (test models).
-    """
-    try:
-        from siammixer_ros.core.memory import SiamMixerConfig, count_parameters, feature_memory
-
-        cfg = SiamMixerConfig.for_variant(variant)
-        memory = feature_memory(cfg, mode, bytes_per_element=4)
-        return count_parameters(cfg) * 4, int(memory["live_peak_bytes"]), str(memory["live_peak_layer"])
-    except Exception:
-        return "n/a", "n/a", f"n/a (variant {variant} is not in the architecture table)"
 
 
 def main(args: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 The node declares each with a ``ParameterDescriptor`` built from this table (ranges, read-only flags,
 descriptions shown by ``ros2 param describe`` / rqt), validates changes at run time with
-:func:`validate_change`, and README.md (section "The node")'s parameter table comes from :func:`markdown_table`.
+:func:`validate_change`, and docs/node.md's parameter table comes from :func:`markdown_table`.
 Tracker parameters are passed through to :class:`~siammixer_ros.core.params.TrackerParams` as
 ``tracker.<field>``.
 """
@@ -66,9 +66,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input_type", "raw", "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage",
               read_only=True, choices=INPUT_TYPES),
     ParamSpec("target_label", "target", "class_id of published detections when SetTarget gives no label"),
-    ParamSpec("execution_mode", "auto", "Search-branch execution: batched, row, patch (least feature-map memory), "
-              "whole (no patching); auto: the runtime's default (batched) for models with patch parts, else whole",
-              read_only=True, choices=("auto", *MODES)),
+    ParamSpec("execution_mode", "whole", "Search-branch execution: whole (no patching, the fastest on CPU); "
+              "batched, row, patch (patch-based, least feature-map memory with patch; need a model with patch parts)",
+              read_only=True, choices=MODES),
     ParamSpec("intra_op_threads", 1, "onnxruntime intra-op threads (0: onnxruntime's default)", 0, 64, 1,
               read_only=True),
     ParamSpec("providers", ["CPUExecutionProvider"], "onnxruntime execution providers in order of preference "
@@ -220,7 +220,7 @@ def validate_change(current: dict[str, Any], changes: dict[str, Any]) -> str | N
 
 
 def markdown_table() -> str:
-    """The parameter table of README.md (section "The node")."""
+    """The parameter table of docs/node.md (section "Parameters")."""
     lines = ["| Parameter | Type | Default | Range | Read-only | Description |",
              "|---|---|---|---|---|---|"]
     for spec in all_param_specs():

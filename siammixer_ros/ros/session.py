@@ -22,15 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from siammixer_ros.core.tracker import TrackState
 from siammixer_ros.ros.image_conversion import ImageConversionError, ImageConverter
+from siammixer_ros.ros.messages import format_stamp, stamp_to_ns
 from siammixer_ros.ros.selection import Box, TargetError, check_target_box
 from siammixer_ros.ros.stats import RateMeter, StageLatencies
-
-IDLE = "IDLE"
-TRACKING = "TRACKING"
-UNCERTAIN = "UNCERTAIN"
-LOST = "LOST"
-STATE_CODES = {IDLE: 0, TRACKING: 1, UNCERTAIN: 2, LOST: 3}  # siammixer_interfaces/TrackerStatus constants
 
 
 class TrackerLike(Protocol):
@@ -70,14 +66,6 @@ class Frame:
                 self._error = f"cannot read the image: {type(exc).__name__}: {exc}"
                 raise ImageConversionError(self._error) from exc
         return self._image
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def format_stamp(stamp_ns: int) -> str:
-    return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
 
 
 class FrameSlot:
@@ -150,7 +138,7 @@ class ProcessedFrame:
     """The result of processing one frame, for the node to publish."""
 
     frame: Frame
-    state: str
+    state: TrackState | None  # None: no target set
     track_id: int
     label: str
     box: Box | None  # None while IDLE or LOST
@@ -164,7 +152,7 @@ class ProcessedFrame:
 class _Track:
     track_id: int
     label: str
-    state: str = TRACKING
+    state: TrackState = TrackState.TRACKING
     box: Box | None = None
     score: float = 1.0
     frames: int = 0
@@ -219,9 +207,10 @@ class TrackingSession:
 
     # -- state -------------------------------------------------------------------------------------
     @property
-    def state(self) -> str:
+    def state(self) -> TrackState | None:
+        """The tracker's state on the last frame; None while no target is set."""
         track = self._track
-        return IDLE if track is None else track.state
+        return None if track is None else track.state
 
     @property
     def track_id(self) -> int:
@@ -261,11 +250,13 @@ class TrackingSession:
         return None, why
 
     def set_target(self, box: Sequence[float], stamp_ns: int = 0, label: str = "", tolerance_s: float = 0.02,
-                   min_size: float = 4.0) -> TargetOutcome:
+                   min_size: float = 4.0, new_tracker: TrackerLike | None = None) -> TargetOutcome:
         """Start a new track on ``box`` drawn on the frame stamped ``stamp_ns`` (0: the newest frame).
 
         With a stamp, the tracker is initialised on that buffered frame and then updated through every
         buffered frame after it, so that the track is current when live processing resumes.
+        ``new_tracker`` (changed tracker parameters) replaces the tracker for this track, under the lock and
+        only once the request is valid: a refused request leaves the current track and tracker as they were.
         """
         try:
             box_values = [float(v) for v in box]
@@ -290,6 +281,8 @@ class TrackingSession:
             return TargetOutcome(False, str(exc))
 
         with self._lock:
+            if new_tracker is not None:
+                self.tracker = new_tracker
             try:
                 self.tracker.reset()
                 self.tracker.init(image, used)
@@ -347,11 +340,10 @@ class TrackingSession:
             self.tracker_errors += 1
             self.last_error = f"tracker update failed: {type(exc).__name__}: {exc}"
             return image, self.last_error
-        state = getattr(result.state, "name", str(result.state)).upper()
         score = float(result.score)
-        track.state = state if state in STATE_CODES else UNCERTAIN
+        track.state = TrackState(result.state)
         track.score = score if math.isfinite(score) else 0.0
-        track.box = tuple(float(v) for v in result.box) if track.state != LOST else None
+        track.box = tuple(float(v) for v in result.box) if track.state is not TrackState.LOST else None
         track.frames += 1
         if record:
             self.latencies.add_many(dict(getattr(result, "timings", {}) or {}))
@@ -385,10 +377,10 @@ class TrackingSession:
             if track is not None and error is None:
                 self.frames_processed += 1
                 self.latencies.add("processing", processing)
-            state = IDLE if self._track is None else self._track.state
+            state = self.state
             return ProcessedFrame(
                 frame=frame, state=state, track_id=self.track_id, label=self.label,
-                box=self.box if state in (TRACKING, UNCERTAIN) else None,
+                box=self.box if state in (TrackState.TRACKING, TrackState.UNCERTAIN) else None,
                 score=self.score if track is not None else float("nan"),
                 processing_s=processing, image=image, error=error,
             )

@@ -18,19 +18,27 @@ Graphs (``s`` = stride, ``t = T / s``, ``F = S / s``, ``R = F - t + 1``):
 With the defaults (offset 0.5, gain 10), a perfect match gives logit 5 (sigmoid 0.993), ncc 0.5 gives 0.5,
 an uncorrelated window (ncc ≈ 0) gives -5 (0.007), so the tracker's confidence spans [0, 1] usefully.
 Response cell ``(R - 1) / 2`` is zero displacement and one cell is ``s`` search pixels, as in the real model.
+
+Building a model needs the ``onnx`` package; the two models the tests and benchmarks use (template 128,
+search 256, strides 8 and 16, default gain and offset, 4 kB each) are committed under ``testing/data/`` and
+returned by :func:`ncc_model_path`, so that tests run on a base install (onnxruntime only).
+``python -m siammixer_ros.testing.ncc_model`` rewrites them; a test checks they equal a fresh build.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from siammixer_ros.core.model_file import ModelInfo, write_model_file
 
-__all__ = ["NCC_VARIANT", "build_ncc_model", "ncc_model_info"]
+__all__ = ["COMMITTED_STRIDES", "NCC_VARIANT", "build_ncc_model", "ncc_model_info", "ncc_model_path"]
 
 NCC_VARIANT = "ncc-test"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+COMMITTED_STRIDES = (8, 16)
 OPSET = 17
 IR_VERSION = 8
 _GRAY_BGR = (0.114, 0.587, 0.299)
@@ -169,3 +177,21 @@ def build_ncc_model(
     for model in (main, *parts.values()):
         onnx.checker.check_model(model)
     return write_model_file(path, main, parts, info)
+
+
+def ncc_model_path(stride: int = 8) -> Path:
+    """The committed NCC test model (template 128, search 256, default gain and offset) for ``stride`` 8 or 16."""
+    if stride not in COMMITTED_STRIDES:
+        raise ValueError(f"no committed NCC model for stride {stride}; build one with build_ncc_model (needs onnx)")
+    return DATA_DIR / f"ncc_s{stride}.onnx"
+
+
+def main() -> int:
+    """Rewrite the committed models (after a change to the graphs above)."""
+    for stride in COMMITTED_STRIDES:
+        print(build_ncc_model(ncc_model_path(stride), stride=stride))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

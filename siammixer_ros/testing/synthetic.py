@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from siammixer_ros.eval import metrics
+
 __all__ = [
     "SyntheticSequence", "iou", "make_background", "make_texture", "render_lookalike_crossing", "render_sequence"
 ]
@@ -139,10 +141,5 @@ def render_lookalike_crossing(
 
 
 def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    """Intersection over union of two ``(x, y, w, h)`` boxes: the evaluation toolkit's IoU for one pair."""
+    return float(metrics.iou(np.asarray([a], dtype=np.float64), np.asarray([b], dtype=np.float64))[0])

@@ -6,8 +6,14 @@ rate (published frames without a detection). Writes benchmarks/node.json and ben
     python -m siammixer_ros.tools.bench_node --model my.onnx --threads 1 --duration 10 --repeats 1
 
 The model: --model, else a random-weight SiamMixer-XS export (realistic compute, NOT a tracker: needs torch for
-the export), else the NCC test model (needs onnx; measures the node's overhead around a near-free network).
-The target is tracked (set_target on the first frame) over a synthetic textured target moving back and forth.
+the export), else the committed NCC test model (measures the node's overhead around a near-free network).
+The target is set on the first frame of a synthetic textured target moving back and forth; each run takes one of
+two tracker paths (``--paths``), forced with tracker parameters so that the model's scores do not decide it:
+
+- ``tracking``: never LOST, the normal path (``tracker.scale_num`` crops a frame, 3 by default);
+- ``lost``: LOST from the first frame and never re-acquired, the lost-target path: the search region grows to
+  ``tracker.lost_search_max`` (3) times the normal one, searched as a 3x3 grid of crops a frame.
+
 "Stale" frames are detections whose image waited in the node longer than one frame period before processing
 started (the node's "wait" stage); frames are never queued, so it should stay 0.
 """
@@ -31,9 +37,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = "siammixer_tracker"
-# A random-weight model is unsure of everything: without these the tracker would declare the target LOST and run
-# its wide re-detection search (more crops per frame). The benchmark measures the normal tracking path (3 scales).
-TRACKING_PATH_PARAMS = ("-p", "tracker.lost_score:=0.0", "-p", "tracker.lost_psr:=0.0")
+# Tracker parameters forcing each path whatever the model's scores are (a random-weight model is unsure of
+# everything and would otherwise drift between the paths). No frame reaches PSR 1000 or score 1.0.
+PATH_PARAMS: dict[str, tuple[str, ...]] = {
+    "tracking": ("tracker.lost_score:=0.0", "tracker.lost_psr:=0.0"),
+    "lost": ("tracker.tracking_psr:=1000.0", "tracker.lost_psr:=1000.0", "tracker.lost_frames:=1",
+             "tracker.redetect_score:=1.0", "tracker.redetect_psr:=1000.0"),
+}
 
 
 def _log(msg: str) -> None:
@@ -51,10 +61,9 @@ def prepare_model(requested: str | None, workdir: Path) -> tuple[Path, str]:
         return xs, "SiamMixer-XS with random weights (siammixer-export --random-init): realistic compute, not trained"
     _log(f"random XS export unavailable ({result.stderr.strip().splitlines()[-1:] or 'no output'}); "
          "using the NCC test model")
-    from siammixer_ros.testing.ncc_model import build_ncc_model
+    from siammixer_ros.testing.ncc_model import ncc_model_path
 
-    ncc = build_ncc_model(workdir / "ncc.onnx", stride=16)
-    return ncc, "NCC test model (near-free network; measures the node's own overhead)"
+    return ncc_model_path(16), "NCC test model (near-free network; measures the node's own overhead)"
 
 
 def make_frames(width: int, height: int, count: int = 90) -> tuple[list[np.ndarray], tuple[float, ...]]:
@@ -128,14 +137,16 @@ class Client:
 
 
 def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, duration: float, warmup: float,
-             box: tuple[float, ...], env: dict[str, str], reliability: str = "") -> dict[str, Any]:
+             box: tuple[float, ...], env: dict[str, str], reliability: str = "", path: str = "tracking"
+             ) -> dict[str, Any]:
     namespace = client.namespace
+    path_params = [arg for param in PATH_PARAMS[path] for arg in ("-p", param)]
     qos = ["-p", f"qos_overrides.{namespace}/camera/image.subscription.reliability:={reliability}"] if reliability \
         else []
     args = [sys.executable, "-m", "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}",
             "-r", f"image:={namespace}/camera/image", "-p", f"model_path:={model}",
             "-p", f"intra_op_threads:={threads}", "-p", f"execution_mode:={mode}", "-p", "diagnostics.period:=1.0",
-            "-p", f"diagnostics.hardware_id:={namespace}", "-p", "diagnostics.window:=10000", *TRACKING_PATH_PARAMS,
+            "-p", f"diagnostics.hardware_id:={namespace}", "-p", "diagnostics.window:=10000", *path_params,
             *qos]
     log = tempfile.NamedTemporaryFile(prefix="bench-node-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -184,12 +195,14 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
         processed = len(latencies)
         diag = client.diagnostics[-1] if client.diagnostics else {}
         latency_diag = diag.get(f"{NODE}: latency", {})
+        state = diag.get(f"{NODE}: tracking", {}).get("state")
         stale = None
         if latency_diag:
             wait_p95 = float(latency_diag.get("wait p95 ms", "nan"))
             stale = "none" if wait_p95 <= period * 1e3 else f"wait p95 {wait_p95:.1f} ms > one period"
         return {
-            "threads": threads, "mode": mode, "published": len(published), "processed": processed,
+            "path": path, "final_state": state, "threads": threads, "mode": mode, "published": len(published),
+            "processed": processed,
             "drop_rate": 1.0 - processed / max(1, len(published)),
             "latency_ms": {"p50": float(np.percentile(latencies, 50)) if processed else None,
                            "p95": float(np.percentile(latencies, 95)) if processed else None,
@@ -225,28 +238,37 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "# siammixer_tracker node: end-to-end latency and drops",
         "",
         f"{cfg['width']}x{cfg['height']} `bgr8` images published at {cfg['rate_hz']:g} Hz for {cfg['duration_s']:g} s "
-        f"(after {cfg['warmup_s']:g} s warm-up), target tracked; {cfg['repeats']} run(s) per row, medians shown.",
+        f"(after {cfg['warmup_s']:g} s warm-up), target set on the first frame; {cfg['repeats']} run(s) per row, "
+        "medians of the runs shown.",
         f"Model: {cfg['model']}. Node input QoS reliability: {cfg.get('input_reliability', 'node default')}. "
         f"Machine: {cfg['machine']}. Command: `{cfg['command']}`.",
+        *([f"Load average (1 / 5 / 15 min) at the start: {' / '.join(map(str, load['start']))}; at the end: "
+           f"{' / '.join(map(str, load['end']))}."] if (load := cfg.get("load_average_1_5_15_min")) else []),
         "",
         "Latency = detection received by a subscriber - image header stamp (publish time). Drop rate = published "
         "frames without a detection (the node processes the newest frame and drops the rest, by design). "
         "Node wait = frame received by the node -> its processing started (a queued frame would wait longer than "
-        "one frame period: `stale frames`). Tracker thresholds for LOST set to 0 so that the normal tracking path "
-        f"(tracker.scale_num 3) is measured: {' '.join(TRACKING_PATH_PARAMS[1::2])}.",
+        "one frame period: `stale frames`). Max = the largest latency of a run; the table shows the median of the "
+        "runs' maxima. State = the tracking state in the node's last diagnostics report of each run.",
         "",
-        "| threads | mode | p50 ms | p95 ms | max ms | drop rate | output Hz | node processing p50 / p95 ms "
-        "| node wait p95 ms | stale frames |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Paths, forced with tracker parameters: "
+        + "; ".join(f"`{path}`: {' '.join(PATH_PARAMS[path])}" for path in cfg.get("paths", PATH_PARAMS)) + ". "
+        "`tracking` runs tracker.scale_num (3) crops a frame; `lost` searches the lost-target region, "
+        "tracker.lost_search_max (3) times the normal one, as a 3x3 grid of crops a frame.",
+        "",
+        "| path | threads | mode | p50 ms | p95 ms | max ms (median of run maxima) | drop rate | output Hz "
+        "| node processing p50 / p95 ms | node wait p95 ms | stale frames | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["summary"]:
         def fmt(v: float | None, spec: str = ".1f") -> str:
             return "n/a" if v is None else format(v, spec)
 
-        lines.append(f"| {row['threads']} | {row['mode']} | {fmt(row['p50_ms'])} | {fmt(row['p95_ms'])} | "
+        lines.append(f"| {row['path']} | {row['threads']} | {row['mode']} | {fmt(row['p50_ms'])} | "
+                     f"{fmt(row['p95_ms'])} | "
                      f"{fmt(row['max_ms'])} | {fmt(row['drop_rate'], '.2f')} | {fmt(row['output_rate_hz'])} | "
                      f"{fmt(row['node_processing_p50_ms'])} / {fmt(row['node_processing_p95_ms'])} | "
-                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} |")
+                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} |")
     target = results["target"]
     lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
               f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
@@ -257,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model file (default: random XS export, else the NCC test model)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--modes", nargs="+", default=["auto"], help="execution_mode values of the node to compare")
+    parser.add_argument("--modes", nargs="+", default=["whole"], help="execution_mode values of the node to compare")
+    parser.add_argument("--paths", nargs="+", choices=list(PATH_PARAMS), default=list(PATH_PARAMS),
+                        help="tracker paths to measure (see the module docstring)")
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--reliability", choices=["", "best_effort", "reliable"], default="",
                         help="override the node's input QoS reliability (default: the node's, best effort)")
@@ -283,49 +307,56 @@ def main(argv: list[str] | None = None) -> int:
     namespace = f"/bench_{os.getpid()}"
     client = Client(namespace, frames)
     runs = []
+    load_start = os.getloadavg()  # the machine is shared: the numbers mean little without the load beside them
     try:
-        plan = [(m, t, r) for m in args.modes for t in args.threads for r in range(args.repeats)]
-        for mode, threads, repeat in plan:
-            _log(f"mode {mode}, threads {threads}, run {repeat + 1}/{args.repeats}")
+        plan = [(p, m, t, r) for p in args.paths for m in args.modes for t in args.threads for r in range(args.repeats)]
+        for path, mode, threads, repeat in plan:
+            _log(f"path {path}, mode {mode}, threads {threads}, run {repeat + 1}/{args.repeats}")
             result = run_once(client, model, threads, mode, args.rate, args.duration, args.warmup, box,
-                              dict(os.environ), args.reliability)
+                              dict(os.environ), args.reliability, path)
             _log(f"  p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
                  f"drop rate {result['drop_rate']:.2f}")
             runs.append(result)
     finally:
         client.close()
         rclpy.try_shutdown()
+    load_end = os.getloadavg()
     summary = []
-    for mode, threads in [(m, t) for m in args.modes for t in args.threads]:
-        mine = [r for r in runs if r["threads"] == threads and r["mode"] == mode]
+    for path, mode, threads in [(p, m, t) for p in args.paths for m in args.modes for t in args.threads]:
+        mine = [r for r in runs if r["path"] == path and r["threads"] == threads and r["mode"] == mode]
         waits = [float(r["node_diagnostics"].get("wait p95 ms") or "nan") for r in mine]
         waits = [w for w in waits if w == w]
         resolved = sorted({r.get("resolved_mode", mode) for r in mine})
         processing = [(float(r["node_diagnostics"].get("processing median ms") or "nan"),
                        float(r["node_diagnostics"].get("processing p95 ms") or "nan")) for r in mine]
         summary.append({
-            "threads": threads, "mode": mode if resolved == [mode] else f"{mode} ({', '.join(resolved)})",
+            "path": path, "threads": threads,
+            "mode": mode if resolved == [mode] else f"{mode} ({', '.join(resolved)})",
+            "states": ", ".join(sorted({str(r["final_state"]) for r in mine})),
             "node_processing_p50_ms": _median([p for p, _ in processing if p == p]),
             "node_processing_p95_ms": _median([q for _, q in processing if q == q]),
             "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
             "p95_ms": _median([r["latency_ms"]["p95"] for r in mine]),
-            "max_ms": _median([r["latency_ms"]["max"] for r in mine]),
+            "max_ms": _median([r["latency_ms"]["max"] for r in mine]),  # median of the runs' maxima
             "drop_rate": _median([r["drop_rate"] for r in mine]),
             "output_rate_hz": _median([r["output_rate_hz"] for r in mine]),
             "node_wait_p95_ms": _median(waits) if waits else None,
             "stale": "none" if all(r["stale_frames"] == "none" for r in mine) else
             "; ".join(str(r["stale_frames"]) for r in mine),
         })
-    met = {f"{s['mode']}, {s['threads']} thread(s)": ("yes" if s["p95_ms"] is not None and s["p95_ms"] <= 40.0
-                                         and s["stale"] == "none" else "no") for s in summary}
+    met = {f"{s['path']}, {s['mode']}, {s['threads']} thread(s)":
+           ("yes" if s["p95_ms"] is not None and s["p95_ms"] <= 40.0 and s["stale"] == "none" else "no")
+           for s in summary}
     command = "python -m siammixer_ros.tools.bench_node " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {
         "config": {"model": model_text, "model_path": str(model), "width": width, "height": height,
                    "rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
-                   "repeats": args.repeats, "modes": args.modes,
+                   "repeats": args.repeats, "modes": args.modes, "paths": args.paths,
                    "input_reliability": args.reliability or "best_effort (node default)", "command": command.strip(),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                              "shared with other jobs (noisy)"},
+                              "shared with other jobs (noisy)",
+                   "load_average_1_5_15_min": {"start": [round(v, 2) for v in load_start],
+                                               "end": [round(v, 2) for v in load_end]}},
         "summary": summary,
         "target": {"p95_ms": 40.0, "met": met},
         "runs": runs,

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model file (default: SiamMixer-XS with random weights)")
     parser.add_argument("--ncc", action="store_true", help="use the NCC test model (stride 16) instead")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    parser.add_argument("--mode", default=None, help="runtime mode (default: batched, or whole without patch parts)")
+    parser.add_argument("--mode", default=None, help="runtime mode (default: the runtime's default, whole)")
     parser.add_argument("--scales", type=int, default=3, choices=(1, 3, 5))
     parser.add_argument("--frames", type=int, default=300, help="timed update() calls (default 300)")
     parser.add_argument("--warmup", type=int, default=20)
@@ -249,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None:
             model = args.model
         elif args.ncc:
-            from siammixer_ros.testing.ncc_model import build_ncc_model
+            from siammixer_ros.testing.ncc_model import ncc_model_path
 
-            model = build_ncc_model(Path(tmp) / "ncc_s16.onnx", stride=16)
+            model = ncc_model_path(16)
         else:
             model = _random_xs_model(Path(tmp))
         result = run_benchmark(model, args.threads, args.scales, args.frames, args.warmup, args.width, args.height,

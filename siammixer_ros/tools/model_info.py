@@ -178,7 +178,8 @@ def format_report(r: dict[str, Any], per_layer: bool = True) -> str:
                  f"{_kb(t4['paper_peak_bytes'])} fp32 at {t1['paper_peak_layer']}")
     if "reduction_patch_vs_whole" in r:
         lines += ["",
-                  f"Patch-by-patch peak (int8, paper accounting): {_kb(mem['patch']['1']['paper_peak_bytes'])} "
+                  f"Patch-by-patch peak (int8, paper accounting, computed from the layer shapes): "
+                  f"{_kb(mem['patch']['1']['paper_peak_bytes'])} "
                   f"= {r['patch_peak_vs_paper'] * 100:.1f} % of the paper's 196 kB",
                   f"Reduction whole-image -> patch-by-patch: {r['reduction_patch_vs_whole']:.2f}x "
                   f"(paper: {PAPER_REDUCTION}x)"]
