@@ -133,10 +133,10 @@ TODAY = {
 
 def test_with_every_part_off_the_tracker_is_todays(runtime):
     seq, _ = render_lookalike_crossing()
+    off = dict(online_weight=0.0, distractor_weight=0.0, distractor_subtract=0.0, template_weight=0.0)
     # Knobs of switched-off parts change nothing.
-    off = dict(online_weight=0.0, online_channels=3, online_rate=0.9, distractor_weight=0.0, template_weight=0.0,
-               template_interval=1)
-    for params in ({}, off):
+    knobs = dict(off, online_channels=3, online_rate=0.9, distractor_memory=1, template_interval=1)
+    for params in (off, knobs):
         _, results = _track(runtime, params, seq)
         for frame, box in TODAY.items():
             np.testing.assert_allclose(results[frame - 1].box, box, atol=2e-3)
@@ -147,10 +147,11 @@ def test_a_lookalike_crossing_the_target_does_not_take_the_track(runtime):
     """Six crossings (two contrasts, three textures): today's tracker ends on the look-alike in (nearly) all of
     them, the memories keep most on the target. Counting over scenes, since one crossing is a coin toss."""
     kept, fooled, lost_today = 0, 0, 0
+    off = dict(distractor_subtract=0.0, template_weight=0.0)
     for seed in (5, 6, 7):
         for contrast in (0.6, 0.7):
             seq, lookalike = render_lookalike_crossing(seed=seed, target_contrast=contrast, lane_offset=25.0)
-            _, today = _track(runtime, {}, seq)
+            _, today = _track(runtime, off, seq)
             lost_today += iou(today[-1].box, lookalike[-1]) > 0.5
             _, ours = _track(runtime, MEMORIES, seq)
             kept += iou(ours[-1].box, seq.boxes[-1]) > 0.5
@@ -172,6 +173,7 @@ def test_a_frame_below_the_gate_never_changes_memory(runtime):
     assert result.state is not TrackState.TRACKING
     after = tracker._target
     assert after.second_template is target.second_template and after.online is target.online
+    assert after.distractor_templates is target.distractor_templates
 
 
 def test_degenerate_input_gives_a_clear_state_not_nan(runtime):
@@ -196,3 +198,19 @@ def test_memory_parameters_are_checked():
         TrackerParams(online_reg=0.0)
     with pytest.raises(ValueError, match="template_interval"):
         TrackerParams(template_interval=0)
+
+
+def test_distractor_templates_are_remembered_up_to_the_memory_size(runtime):
+    seq, _ = render_lookalike_crossing(seed=5, target_contrast=0.7, lane_offset=25.0)
+    params = dict(distractor_subtract=0.5, distractor_memory=2, template_weight=0.0)
+    tracker = SiamMixerTracker(runtime=runtime, params=params)
+    tracker.init(seq.frames[0], seq.boxes[0])
+    sizes = []
+    for frame in seq.frames[1:]:
+        tracker.update(frame)
+        sizes.append(len(tracker._target.distractor_templates))
+    assert max(sizes) == 2 and sizes[0] == 0, sizes  # filled as look-alikes appear, never beyond the memory
+    # The similarity of the remembered look-alikes is subtracted from the first template's.
+    target = tracker._target
+    expected = target.template_features - 0.5 * np.mean(target.distractor_templates, axis=0)
+    np.testing.assert_allclose(tracker._template_in_use(target), expected, rtol=1e-6)

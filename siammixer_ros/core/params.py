@@ -99,8 +99,9 @@ class TrackerParams:
     online_rate: float = 0.1
     #: Frames between two updates (a frame with a distractor updates at once).
     online_update_interval: int = 5
-    #: A TRACKING frame updates the model only when its score is at least this.
-    online_update_score: float = 0.6
+    #: A TRACKING frame updates the online model, or gives the distractor memory a look-alike, only when its
+    #: score is at least this.
+    memory_update_score: float = 0.6
     #: Conjugate-gradient steps per update (warm-started from the current filter).
     online_cg_iterations: int = 5
 
@@ -114,13 +115,13 @@ class TrackerParams:
     #: DaSiamRPN's distractor-aware similarity: the response becomes ``r(z) - distractor_subtract * mean r(d_i)``
     #: over the templates ``d_i`` of the last ``distractor_memory`` distractors, each taken (one template-branch
     #: call) on a confident frame where one was found (0: off).
-    distractor_subtract: float = 0.0
+    distractor_subtract: float = 0.5
     distractor_memory: int = 4
 
     # -- Template memory: the first template always stays; a second one, taken from frames that pass the gate,
     # is blended in: ``z = (1 - template_weight) * z_first + template_weight * z_second`` (the head is linear).
     #: Weight of the second template (0: off).
-    template_weight: float = 0.0
+    template_weight: float = 0.3
     #: Frames between two refreshes of the second template.
     template_interval: int = 10
     #: Gate: a TRACKING frame with score and PSR at least these, no distractor, and Siamese and fused peaks
@@ -220,7 +221,7 @@ class TrackerParams:
         need(self.redetect_frames >= 1, "redetect_frames", ">= 1")
         need(self.lost_search_growth >= 1, "lost_search_growth", ">= 1")
         need(self.lost_search_max >= 1, "lost_search_max", ">= 1")
-        for name in ("online_weight", "online_first_share", "online_rate", "online_update_score",
+        for name in ("online_weight", "online_first_share", "online_rate", "memory_update_score",
                      "distractor_ratio", "template_weight", "template_gate_score"):
             need(0 <= getattr(self, name) <= 1, name, "in [0, 1]")
         for name in ("online_channels", "online_filter_cells", "online_update_interval", "template_interval"):

@@ -313,7 +313,7 @@ class SiamMixerTracker:
                     new, img, peak, responses, siamese, features, sizes[peak.index], timings
                 )
         t4 = time.perf_counter()
-        if target.online is not None or params.template_weight > 0:
+        if target.online is not None or params.template_weight > 0 or params.distractor_subtract > 0:
             timings["memory"] = t_online + (t4 - t3) - timings.get("inference_template", 0.0)
         timings["postprocess"] = t3 - t2
         timings["total"] = t4 - t0
@@ -432,7 +432,7 @@ class SiamMixerTracker:
                 responses[peak.index, 0], cell, params.psr_exclude_radius, params.distractor_ratio
             )
         changes: dict[str, Any] = {}
-        if distractors and params.distractor_subtract > 0 and peak.score >= params.online_update_score:
+        if distractors and params.distractor_subtract > 0 and peak.score >= params.memory_update_score:
             # Remember the strongest look-alike's template (the target's size, at the distractor's place).
             strongest = max(distractors, key=lambda rc: responses[peak.index, 0][rc])
             to_image = crop_side / info.search_size * info.stride
@@ -451,7 +451,7 @@ class SiamMixerTracker:
         if online is not None:
             since = new.frames_since_online_update + 1
             due = since >= params.online_update_interval or bool(distractors)
-            if tracking and due and peak.score >= params.online_update_score:
+            if tracking and due and peak.score >= params.memory_update_score:
                 center, sigma = self._label_geometry(online.output_size, peak.dx, peak.dy, new.w, new.h, crop_side)
                 hard = [(row + online.offset, col + online.offset) for row, col in distractors]
                 windows = online.windows(features[peak.index : peak.index + 1])

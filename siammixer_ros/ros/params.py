@@ -135,7 +135,7 @@ _TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
     "online_first_share": (0.0, 1.0, 0),
     "online_rate": (0.0, 1.0, 0),
     "online_update_interval": (1, 1000, 1),
-    "online_update_score": (0.0, 1.0, 0),
+    "memory_update_score": (0.0, 1.0, 0),
     "online_cg_iterations": (0, 100, 1),
     "distractor_weight": (0.0, 100.0, 0),
     "distractor_ratio": (0.0, 1.0, 0),
