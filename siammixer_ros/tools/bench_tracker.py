@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -121,8 +122,9 @@ def run_benchmark(
 
 
 def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup: int, width: int,
-                     height: int) -> dict:
-    """Median / mean / p90 update() time and the memories' own time per configuration of ``grid``, round-robin."""
+                     height: int, sequence: Path | None = None) -> dict:
+    """Median / mean / p90 update() time and the memories' own time per configuration of ``grid``, round-robin, on
+    a synthetic target or on the frames of a real ``sequence`` folder (where look-alikes make the memories work)."""
     import yaml
 
     from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
@@ -132,17 +134,26 @@ def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup:
 
     configs = configurations(yaml.safe_load(grid.read_text()))
     runtime = SiamMixerRuntime(model, RuntimeOptions(intra_op_threads=threads))
-    n_distinct = 60
-    boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)
-             for i in range(n_distinct)]
-    seq = render_sequence(boxes, size=(width, height), seed=0)
+    if sequence is None:
+        n_distinct = 60
+        boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)
+                 for i in range(n_distinct)]
+        seq = render_sequence(boxes, size=(width, height), seed=0)
+        first_box = seq.boxes[0]
+    else:
+        from siammixer_ros.eval.datasets import load_dataset
+
+        (real,) = load_dataset(sequence)
+        n_distinct = min(len(real), frames + 1)
+        seq = SimpleNamespace(frames=[real.frames[i] for i in range(n_distinct)])
+        first_box = tuple(float(v) for v in real.boxes[0])
     trackers = {name: SiamMixerTracker(runtime=runtime, params=values) for name, values in configs.items()}
     records: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for i in range(warmup + frames):
         index = i % (n_distinct - 1)
         for name, tracker in trackers.items():
             if index == 0:  # restart the sequence so the target stays where the frames put it
-                tracker.init(seq.frames[0], seq.boxes[0])
+                tracker.init(seq.frames[0], first_box)
             result = tracker.update(seq.frames[1 + index])
             if i >= warmup:
                 records[name].append(result.timings)
@@ -157,16 +168,19 @@ def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup:
 
 
 def write_memory_reports(results: dict[int, dict], command: str, model: Path, frames: int, out_dir: Path,
-                         size: tuple[int, int]) -> tuple[Path, Path]:
+                         size: tuple[int, int], sequence: Path | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "tracker_memories.json", out_dir / "tracker_memories.md"
+    stem = "tracker_memories" if sequence is None else f"tracker_memories_{sequence.name}"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     payload = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": str(model),
                "frames": frames, "frame": list(size), "cpus": os.cpu_count(), "platform": platform.platform(),
                "threads": {str(t): r for t, r in results.items()}}
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = ["# Cost of the tracker's memories per update()", "",
              f"`{command}` — {payload['date']}, {payload['cpus']} CPUs (shared machine)", "",
-             f"Model {model.name}; synthetic {size[0]}x{size[1]} frames, {frames} timed updates per configuration "
+             f"Model {model.name}; "
+             + (f"synthetic {size[0]}x{size[1]} frames" if sequence is None else f"the frames of {sequence}")
+             + f", {frames} timed updates per configuration "
              "and thread count, all configurations round-robin on the same frames; the state machine as configured "
              "(3 scales while tracking). `memory` = the online model, distractors and template memory "
              "(template-branch inference included).", "",
@@ -234,15 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
     parser.add_argument("--memories", type=Path, default=None, metavar="GRID",
                         help="measure the configurations of this grid YAML at 1 and 2 threads instead (needs --model)")
+    parser.add_argument("--sequence", type=Path, default=None,
+                        help="with --memories: a sequence folder (e.g. ../shared/data/sequences/Football1) instead of "
+                             "synthetic frames")
     args = parser.parse_args(argv)
     if args.memories is not None:
         if args.model is None:
             parser.error("--memories needs --model (a trained model: the memories' gates depend on its scores)")
         results = {threads: run_memory_costs(args.model, args.memories, threads, args.frames, args.warmup,
-                                             args.width, args.height) for threads in (1, 2)}
+                                             args.width, args.height, args.sequence) for threads in (1, 2)}
         command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
         paths = write_memory_reports(results, command, args.model, args.frames, args.out_dir,
-                                     (args.width, args.height))
+                                     (args.width, args.height), args.sequence)
         print(paths[1].read_text())
         return 0
     with tempfile.TemporaryDirectory() as tmp:

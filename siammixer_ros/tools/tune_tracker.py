@@ -110,17 +110,17 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
         f"# Tracker configurations on the {split} split: {what}", "",
         f"Command: `{command}`", "",
         f"{len(sequences)} {split} sequences of ../shared/data/sequences ({frames} of each), one-pass, success AUC "
-        "mean over sequences (aerial / ground subsets), P@20 mean; ms/frame is the mean update() time on a shared "
-        "machine (indicative only; `siammixer-bench-tracker --memories` measures cost).", "",
+        "mean over sequences (aerial / ground subsets), P@20 mean. Speed is not compared here (configurations ran at "
+        "different machine loads): `siammixer-bench-tracker --memories` measures cost.", "",
     ]
     first_peer = next(iter(peers), None)
-    header = "| config | AUC | aerial | ground | P@20 | ms/frame |"
+    header = "| config | AUC | aerial | ground | P@20 |"
     if first_peer:
         header += f" seqs > {first_peer} |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         line = (f"| {r['config']} | {r['auc_all']:.3f} | {r.get('auc_aerial', float('nan')):.3f} | "
-                f"{r.get('auc_ground', float('nan')):.3f} | {r['precision']:.3f} | {r['ms_per_frame']:.1f} |")
+                f"{r.get('auc_ground', float('nan')):.3f} | {r['precision']:.3f} |")
         if first_peer:
             wins = sum(r["per_sequence"][s] > peers[first_peer][s] for s in peers[first_peer])
             line += f" {wins} of {len(peers[first_peer])} |"
@@ -131,7 +131,7 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
         gro = [v for s, v in per.items() if s not in aerial]
         lines.append(f"| *{peer}* | {sum(values) / len(values):.3f} | "
                      f"{sum(aer) / len(aer) if aer else float('nan'):.3f} | "
-                     f"{sum(gro) / len(gro) if gro else float('nan'):.3f} | | | |" + (" |" if first_peer else ""))
+                     f"{sum(gro) / len(gro) if gro else float('nan'):.3f} | |" + (" |" if first_peer else ""))
     columns = [r["config"] for r in (rows if order == "auc" else sorted(rows, key=lambda r: r["index"]))]
     by_name = {r["config"]: r for r in rows}
     lines += ["", "Per sequence (success AUC; aerial sequences marked *):", "",

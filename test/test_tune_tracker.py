@@ -1,0 +1,68 @@
+"""siammixer-tune-tracker: grids name every configuration, a folder never mixes parameters, and the table ranks
+configurations by the same one-pass metrics as siammixer-eval (here: the NCC test model on a tiny video dataset).
+The eval CLI's --set / --tracker-params reach the tracker the same way."""
+
+import json
+
+import pytest
+import yaml
+from test_eval_datasets import write_video_sequence
+
+from siammixer_ros.core.errors import TrackerParamsError
+from siammixer_ros.eval import cli
+from siammixer_ros.testing.ncc_model import ncc_model_path
+from siammixer_ros.tools import tune_tracker
+
+
+def test_grid_names_configs_and_sweeps_from_the_base():
+    grid = {"base": {"window_influence": 0.2}, "configs": {"plain": {}, "no_memory": {"template_weight": 0.0}},
+            "sweeps": {"scale_lr": [0.4, 0.5]}}
+    configs = tune_tracker.configurations(grid)
+    assert configs == {
+        "plain": {"window_influence": 0.2},
+        "no_memory": {"window_influence": 0.2, "template_weight": 0.0},
+        "scale_lr=0.4": {"window_influence": 0.2, "scale_lr": 0.4},
+        "scale_lr=0.5": {"window_influence": 0.2, "scale_lr": 0.5},
+    }
+    with pytest.raises(TrackerParamsError, match="configuration bad: .*online_weight"):
+        tune_tracker.configurations({"configs": {"bad": {"online_weight": 2.0}}})
+    with pytest.raises(TrackerParamsError, match="no configuration"):
+        tune_tracker.configurations({})
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    boxes = [f"{40 + 3 * i},{30 + i},40,40" for i in range(6)]
+    write_video_sequence(root / "slide", boxes, {"name": "slide", "aerial": True}, size=(120, 160))
+    return root
+
+
+def test_search_writes_a_ranked_table_and_refuses_to_mix_parameters(dataset, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"configs": {"plain": {"template_weight": 0.0, "distractor_subtract": 0.0},
+                                                "memories": {}}}))
+    out = tmp_path / "tune"
+    args = ["--grid", str(grid), "--dataset", str(dataset), "--model", str(ncc_model_path(16)), "--out", str(out),
+            "--max-frames", "0", "--jobs", "1"]
+    assert tune_tracker.main(args) == 0
+    table = json.loads((out / "table.json").read_text())
+    assert {r["config"] for r in table["rows"]} == {"plain", "memories"}
+    aucs = [r["auc_all"] for r in table["rows"]]
+    assert aucs == sorted(aucs, reverse=True) and all(0.0 <= a <= 1.0 for a in aucs)
+    assert set(table["rows"][0]["per_sequence"]) == {"slide"}
+    assert "| plain |" in (out / "table.md").read_text()
+    # The same folder with other parameters is refused: results of two settings never mix.
+    grid.write_text(yaml.safe_dump({"configs": {"plain": {"template_weight": 0.3}}}))
+    assert tune_tracker.main(args) == 2
+    assert "holds results of other parameters" in capsys.readouterr().err
+
+
+def test_eval_cli_takes_tracker_parameters(tmp_path, capsys):
+    params = tmp_path / "node.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"tracker": {"scale_num": 1}}}}))
+    assert cli.tracker_params_from_args(params, ["template_weight=0.0"]) == {"scale_num": 1, "template_weight": 0.0}
+    with pytest.raises(TrackerParamsError, match="scale_num"):
+        cli.tracker_params_from_args(None, ["scale_num=2"])
+    with pytest.raises(TrackerParamsError, match="NAME=VALUE"):
+        cli.tracker_params_from_args(None, ["scale_num"])
