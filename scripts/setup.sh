@@ -21,7 +21,7 @@ REQ=$REPO/requirements
 EXTRAS=""
 VERBOSE=0
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 take_distro_option "$@"
 VENV=$(distro_venv "$REPO" "$DISTRO")
 set -- ${OTHER_ARGS[@]+"${OTHER_ARGS[@]}"}
