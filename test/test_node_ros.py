@@ -420,14 +420,15 @@ def test_640x480_bgr8_frames_at_30_hz_reach_the_node(client, launcher, model_pat
     namespace = unique_namespace("large")
     # The input queue holds 1 s of frames instead of the newest one only (REP-2003 override): the count then
     # measures the transport, not how often a CPU-starved executor ran on a loaded 2-core machine (there, with
-    # depth 1, 70-97 of 100 frames were counted with the profile in place).
+    # depth 1 and tracking, 67-97 of 100 frames were counted with the profile in place; with depth 30, 78-100).
     depth = f"qos_overrides.{namespace}/camera/image.subscription.depth:={LARGE_RATE_HZ:.0f}"
     start_tracker(launcher, model_path, namespace, depth, name="tracker_large")
     tracker = TrackerClient(client, namespace)
+    # No target is set: the node converts every frame and reports it idle, so its own CPU use stays small and the
+    # count reflects the transport (tracking under load is test_a_burst_faster_than_processing_is_dropped_not_queued).
     tracker.publish_until_processed(large_frames[0], 0)  # both directions matched before anything is counted
-    assert tracker.set_target(boxes[0]).success  # the node tracks while the frames arrive, as on a robot
     messages = [tracker.message(large_frames[k % len(boxes)], 1 + k) for k in range(LARGE_FRAMES_SENT)]
-    received_before, tracked_before, _ = tracker.frame_counts()
+    received_before = tracker.frame_counts()[0]
 
     start = time.monotonic()
     for k, msg in enumerate(messages):
@@ -435,16 +436,13 @@ def test_640x480_bgr8_frames_at_30_hz_reach_the_node(client, launcher, model_pat
         time.sleep(max(0.0, start + k / LARGE_RATE_HZ - time.monotonic()))
         tracker.image_pub.publish(msg)
     sending_s = time.monotonic() - start
-    received_after, tracked_after, _ = tracker.frame_counts()
-
-    received, tracked = received_after - received_before, tracked_after - tracked_before
+    received = tracker.frame_counts()[0] - received_before
     summary = (f"{LARGE_SIZE[0]}x{LARGE_SIZE[1]} bgr8 at {LARGE_RATE_HZ:.0f} Hz: {received} of {LARGE_FRAMES_SENT} "
-               f"frames reached the node ({tracked} tracked), sent in {sending_s:.2f} s")
+               f"frames reached the node, sent in {sending_s:.2f} s")
     print(summary)
     nominal_s = (LARGE_FRAMES_SENT - 1) / LARGE_RATE_HZ
     assert sending_s < 1.5 * nominal_s, f"this machine could not publish at {LARGE_RATE_HZ:.0f} Hz: {summary}"
     assert MIN_ARRIVED <= received <= LARGE_FRAMES_SENT, summary
-    assert tracked >= 1, summary
 
 
 # -- start-up failures -------------------------------------------------------------------------------------------
