@@ -236,9 +236,12 @@ def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
         assert 0.5 < detection.results[0].hypothesis.score <= 1.0
         assert abs(detection.bbox.size_x - BOXES[i][2]) < 8 and abs(detection.bbox.size_y - BOXES[i][3]) < 8
         assert centre_error(detection, BOXES[i]) < 4.0, f"frame {i}"
-    array = next(a for a in raw.arrays if stamp_ns(a.header.stamp) == stamp_ns(stamp_of(11)))
+    # The array and the status of a frame are published after its Detection2D, on their own topics: wait for them.
+    array = wait_until(lambda: next((a for a in raw.arrays if stamp_ns(a.header.stamp) == stamp_ns(stamp_of(11))),
+                                    None), DISCOVERY_TIMEOUT_S, "the Detection2DArray of frame 11")
     assert len(array.detections) == 1 and array.detections[0].id == str(response.track_id)
-    assert raw.status_for(11).state == 1  # TRACKING
+    status = wait_until(lambda: raw.status_for(11), DISCOVERY_TIMEOUT_S, "the status of frame 11")
+    assert status.state == 1  # TRACKING
 
 
 @pytest.mark.parametrize("box,reason", [
@@ -385,12 +388,13 @@ def test_compressed_input_and_headless_initial_target(client, launcher, model_pa
     tracker.publish_until_processed(frames[0], 0)
     wait_until(lambda: "initial_target" in process.output(), DISCOVERY_TIMEOUT_S, "the initial target to be set")
     assert "tracking target 1" in process.output()
+    # One frame at a time: at a fixed rate a CPU-starved node on a loaded machine drops frames by design (covered by
+    # the burst test); here every compressed frame must be decoded and tracked.
     for i in range(1, 10):
-        tracker.publish(frames[i], i)
-        time.sleep(0.06)
+        tracker.publish_until_processed(frames[i], i)
     wait_until(lambda: tracker.detection_for(9), DISCOVERY_TIMEOUT_S, "the detection of compressed frame 9")
     followed = [i for i in range(1, 10) if tracker.detection_for(i) is not None]
-    assert len(followed) >= 5
+    assert len(followed) == 9
     for i in followed:
         assert centre_error(tracker.detection_for(i), BOXES[i]) < 5.0, f"frame {i}"
     corrupt = __import__("sensor_msgs.msg", fromlist=["CompressedImage"]).CompressedImage(format="jpeg",
