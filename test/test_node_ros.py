@@ -146,13 +146,14 @@ class TrackerClient:
         wanted = stamp_ns(stamp_of(i))
         return next((d for d in self.detections if stamp_ns(d.header.stamp) == wanted), None)
 
-    def publish_until_processed(self, frame: np.ndarray, i: int) -> None:
-        """Publish frame i (again, best effort) until the node reports it processed."""
+    def publish_until_processed(self, frame: np.ndarray, i: int, encoding: str = "bgr8") -> None:
+        """Publish frame i (again, best effort) until the node reports it processed (a status with its stamp; the
+        node publishes one for a frame it could not convert, too)."""
         deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
         while self.status_for(i) is None:
             if time.monotonic() > deadline:
                 pytest.fail(f"the node did not process frame {i} within {DISCOVERY_TIMEOUT_S:.0f} s")
-            self.publish(frame, i)
+            self.publish(frame, i, encoding)
             time.sleep(0.05)
 
     def set_target(self, box, stamp=None, label: str = ""):
@@ -262,11 +263,10 @@ def test_unbuffered_stamp_is_refused_with_the_reason(raw):
 
 
 def test_bad_images_are_skipped_and_the_node_keeps_tracking(raw, frames):
-    raw.publish(frames[12], 12, encoding="yuv422")  # wrong encoding
-    time.sleep(0.1)
-    raw.publish(frames[13], 13, encoding="32FC1")
-    time.sleep(0.1)
-    raw.publish(frames[14], 14)
+    # Each frame until the node has taken it: sent 100 ms apart, a CPU-starved node could skip a bad frame unseen.
+    raw.publish_until_processed(frames[12], 12, encoding="yuv422")  # wrong encoding
+    raw.publish_until_processed(frames[13], 13, encoding="32FC1")
+    raw.publish_until_processed(frames[14], 14)
     wait_until(lambda: raw.detection_for(14), DISCOVERY_TIMEOUT_S, "the detection of frame 14")
     assert raw.detection_for(12) is None and raw.detection_for(13) is None
     assert centre_error(raw.detection_for(14), BOXES[14]) < 6.0
