@@ -5,20 +5,23 @@
 # Writes results/demo/ (bag, live/ with the node's recorded output and reports, an annotated video and a contact
 # sheet).
 #
-# Usage: scripts/demo.sh [--model PATH] [--rate R] [--out DIR] [--no-offline] [--node-param NAME:=VALUE ...]
+# Usage: scripts/demo.sh [--distro kilted|jazzy] [--model PATH] [--rate R] [--out DIR] [--no-offline]
+#                       [--node-param NAME:=VALUE ...]
+#   --distro jazzy   run with ROS 2 Jazzy in .venv-jazzy/ (default: Kilted in .venv/; docs/distros.md)
 #   --model  defaults to models/siammixer_xs.onnx (the shipped model); the demo stops with a clear message
 #            when it is missing.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${SIAMMIXER_VENV:-$REPO/.venv}
+# shellcheck source=scripts/ros_env.sh
+source "$REPO/scripts/ros_env.sh"
+take_distro_option "$@"
+VENV=$(distro_venv "$REPO" "$DISTRO")
 
-"$REPO/scripts/setup.sh"
+"$REPO/scripts/setup.sh" --distro "$DISTRO"
 
 # Same clean, localhost-only ROS environment as the set-up (a sourced /opt/ros would shadow the venv's packages).
-unset PYTHONPATH AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH LD_LIBRARY_PATH ROS_DISTRO || true
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export FASTDDS_DEFAULT_PROFILES_FILE=$REPO/config/fastdds_localhost.xml
+clean_ros_environment "$REPO"
 
 cd "$REPO"
-exec "$VENV/bin/python" -m siammixer_ros.bag.demo "$@"
+exec "$VENV/bin/python" -m siammixer_ros.bag.demo ${OTHER_ARGS[@]+"${OTHER_ARGS[@]}"}

@@ -4,21 +4,27 @@
 #           vision_msgs (built from interfaces/vision_msgs_fallback only where it is not importable),
 #           siammixer_interfaces (built with cmake against the wheels) and siammixer_ros (editable install).
 #
-# Usage: scripts/setup.sh [--extras train,eval] [--verbose]
+# Usage: scripts/setup.sh [--distro kilted|jazzy] [--extras train,eval] [--verbose]
+#   --distro jazzy   ROS 2 Jazzy (LTS) wheels instead of Kilted, in their own venv .venv-jazzy/ (docs/distros.md)
 #   --extras train   torch==2.13.0 (CPU wheel only), onnx, onnxscript, matplotlib, tqdm
 #   --extras eval    openvino, matplotlib, tqdm, and opencv-contrib-python-headless instead of opencv-python-headless
 # Idempotent and quiet: every step is skipped when its stamp (hash of its inputs) is present; output goes to
 # .venv/.setup/setup.log and is shown only when a step fails. Prints one summary line with timings.
-# Environment: SIAMMIXER_PYTHON (interpreter, default python3.11), SIAMMIXER_VENV (default <repo>/.venv).
+# Environment: SIAMMIXER_PYTHON (interpreter, default python3.11), SIAMMIXER_VENV (default <repo>/.venv, or
+# <repo>/.venv-<distro> for a distribution other than Kilted).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${SIAMMIXER_VENV:-$REPO/.venv}
+# shellcheck source=scripts/ros_env.sh
+source "$REPO/scripts/ros_env.sh"
 REQ=$REPO/requirements
 EXTRAS=""
 VERBOSE=0
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+take_distro_option "$@"
+VENV=$(distro_venv "$REPO" "$DISTRO")
+set -- ${OTHER_ARGS[@]+"${OTHER_ARGS[@]}"}
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --extras) EXTRAS=${2:-}; shift 2 ;;
@@ -39,12 +45,9 @@ for extra in "${extras_list[@]}"; do
     esac
 done
 
-# A sourced ROS distribution (/opt/ros/...) would mix its Python 3.10/3.12 packages and libraries into the
-# Kilted wheels of the venv: set up and run with a clean environment.
-unset PYTHONPATH AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH LD_LIBRARY_PATH ROS_DISTRO || true
+# Set up and run with a clean, localhost-only ROS environment (scripts/ros_env.sh says why).
+clean_ros_environment "$REPO"
 unset PIP_REQUIRE_VIRTUALENV || true
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export FASTDDS_DEFAULT_PROFILES_FILE=$REPO/config/fastdds_localhost.xml
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 T0=$(date +%s.%N)
@@ -96,16 +99,26 @@ if [[ -z $PYTHON ]]; then
     done
 fi
 if [[ -z $PYTHON ]]; then
-    echo "setup.sh: needs Python 3.11 (the ROS 2 Kilted wheels on PyPI are built for CPython 3.11);" \
+    echo "setup.sh: needs Python 3.11 (the ROS 2 Kilted and Jazzy wheels on PyPI are built for CPython 3.11);" \
          "install python3.11 or set SIAMMIXER_PYTHON=/path/to/python3.11" >&2
     exit 1
 fi
+# One distribution per venv: the Kilted and Jazzy wheels share package names (ros-rclpy, ...) at other versions.
+# The venv records its distribution; one made before distributions could be chosen has no record and is Kilted.
 if [[ ! -x $VENV/bin/python ]]; then
     run_step venv "$PYTHON" -m venv "$VENV"
+    mkdir -p "$STATE"
+    echo "$DISTRO" > "$STATE/distro"
 else
     skip venv
 fi
 mkdir -p "$STATE"
+VENV_DISTRO=$(cat "$STATE/distro" 2> /dev/null || echo kilted)
+if [[ $VENV_DISTRO != "$DISTRO" ]]; then
+    echo "setup.sh: $VENV holds ROS 2 $VENV_DISTRO, not $DISTRO; unset SIAMMIXER_VENV or point it at another" \
+         "folder" >&2
+    exit 2
+fi
 VPY=$VENV/bin/python
 export PATH=$VENV/bin:$PATH
 
@@ -122,11 +135,23 @@ fi
 CV_PACKAGE=opencv-python-headless
 if [[ $WANT_EVAL == 1 || -f $STATE/opencv-contrib ]]; then CV_PACKAGE=opencv-contrib-python-headless; fi
 
-BASE_FILES=("$REQ/ros.txt" "$REQ/base.txt" "$REQ/test.txt")
+# Kilted: ros.txt with the lock constraints.txt. Jazzy: ros-jazzy.txt, locked by constraints.txt less its ros-*
+# pins (Kilted's versions of the same names) plus constraints-jazzy.txt.
+if [[ $DISTRO == kilted ]]; then
+    ROS_REQUIREMENTS=$REQ/ros.txt
+    LOCK_INPUTS=("$REQ/constraints.txt")
+    CONSTRAINTS=$REQ/constraints.txt
+else
+    ROS_REQUIREMENTS=$REQ/ros-$DISTRO.txt
+    LOCK_INPUTS=("$REQ/constraints.txt" "$REQ/constraints-$DISTRO.txt")
+    CONSTRAINTS=$STATE/constraints-$DISTRO.txt
+    { grep -v '^ros-' "$REQ/constraints.txt"; cat "$REQ/constraints-$DISTRO.txt"; } > "$CONSTRAINTS"
+fi
+BASE_FILES=("$ROS_REQUIREMENTS" "$REQ/base.txt" "$REQ/test.txt")
 EXTRA_FILES=()
 [[ $WANT_TRAIN == 1 ]] && EXTRA_FILES+=("$REQ/train.txt")
 [[ $WANT_EVAL == 1 ]] && EXTRA_FILES+=("$REQ/eval.txt")
-BASE_KEY=$(hash_inputs "$("$VPY" -VV)" "$CV_PACKAGE" "$REQ/constraints.txt" "${BASE_FILES[@]}")
+BASE_KEY=$(hash_inputs "$("$VPY" -VV)" "$CV_PACKAGE" "${LOCK_INPUTS[@]}" "${BASE_FILES[@]}")
 EXTRAS_KEY=$(hash_inputs "$BASE_KEY" "${EXTRA_FILES[@]}")
 
 # pip_install REQUIREMENT_FILE...: install with the lock file as constraints (pip from the venv; no byte-compiling
@@ -141,7 +166,7 @@ pip_install() {
     elif [[ $WANT_TRAIN == 1 ]]; then
         args+=(--extra-index-url https://download.pytorch.org/whl/cpu)
     fi
-    "$VPY" -m pip install --quiet --no-compile -c "$REQ/constraints.txt" "${args[@]}"
+    "$VPY" -m pip install --quiet --no-compile -c "$CONSTRAINTS" "${args[@]}"
 }
 
 pip_install_base() {
@@ -265,18 +290,23 @@ PY
     # Every interpreter of this venv starts with AMENT_PREFIX_PATH including the venv (ament_index lookups such as
     # get_package_share_directory need it; there is no setup.bash to source) and, unless already set, with
     # localhost-only DDS discovery and the fast-discovery profile. Export ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET to
-    # talk to other machines.
+    # talk to other machines. The profile goes into both variables (Fast DDS 3.x reads FASTDDS_..., 2.x only
+    # FASTRTPS_...); a profile the user named in either one is kept and used for both.
     "$VPY" - "$REPO/config/fastdds_localhost.xml" <<'PY'
 import site
 import sys
 
 profile = sys.argv[1]
+names = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 line = (
     "import os, sys; "
     "_p = [x for x in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if x and x != sys.prefix]; "
     "os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join([sys.prefix] + _p); del _p; "
     "os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'); "
-    f"os.path.exists({profile!r}) and os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', {profile!r})\n"
+    # site.addpackage exec()s this line inside a function: comprehensions see site's globals (os), not _f.
+    f"_f = os.environ.get({names[0]!r}) or os.environ.get({names[1]!r}) "
+    f"or ({profile!r} if os.path.exists({profile!r}) else ''); "
+    f"_f and os.environ.update(dict.fromkeys([n for n in {names!r} if not os.environ.get(n)], _f)); del _f\n"
 )
 with open(f"{site.getsitepackages()[0]}/siammixer_ros_env.pth", "w") as pth:
     pth.write("# Written by scripts/setup.sh: ROS environment defaults for this venv (see there).\n" + line)
@@ -326,4 +356,5 @@ run_step check check_environment
 cp "$LOG" "$STATE/setup.log"
 rm -f "$LOG"
 extras_note=${EXTRAS:-none}
-echo "setup.sh: ready in $(elapsed "$T0")s ($(IFS=,; echo "${SUMMARY[*]}" | sed 's/,/, /g')) extras=$extras_note venv=$VENV"
+echo "setup.sh: ready in $(elapsed "$T0")s ($(IFS=,; echo "${SUMMARY[*]}" | sed 's/,/, /g')) distro=$DISTRO" \
+     "extras=$extras_note venv=$VENV"

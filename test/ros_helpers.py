@@ -12,7 +12,8 @@ Use them through the fixtures in conftest.py (``ros_node``, ``ros_processes``, `
         ros_node.wait_until(lambda: publisher.get_subscription_count() > 0, what="the peer's subscription")
 
 Rules this module implements (see the project brief): every process that initialises rclpy runs with
-ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and the Fast DDS profile config/fastdds_localhost.xml; child processes
+ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and the Fast DDS profile config/fastdds_localhost.xml (named in both
+FASTDDS_DEFAULT_PROFILES_FILE and FASTRTPS_DEFAULT_PROFILES_FILE); child processes
 are started in their own session and always stopped by pid (SIGTERM, then SIGKILL); executors are shut down and
 their threads joined before rclpy.shutdown().
 """
@@ -35,6 +36,8 @@ from typing import Any
 
 import pytest
 
+from siammixer_ros.ros.dds_profile import profile_environment
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_localhost.xml"
 
@@ -49,7 +52,7 @@ def ros_environment(base: Mapping[str, str] | None = None, **overrides: str) -> 
     """Environment for a process that initialises rclpy: localhost-only discovery + the fast-discovery profile."""
     env = dict(os.environ if base is None else base)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    env.update(profile_environment(FASTDDS_PROFILE))  # Fast DDS 3.x (Kilted) and 2.x (Jazzy) read different names
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)

@@ -156,13 +156,14 @@ class TrackerClient:
         wanted = stamp_ns(stamp_of(i))
         return next((a for a in self.arrays if stamp_ns(a.header.stamp) == wanted), None)
 
-    def publish_until_processed(self, frame: np.ndarray, i: int) -> None:
-        """Publish frame i (again, best effort) until the node reports it processed."""
+    def publish_until_processed(self, frame: np.ndarray, i: int, encoding: str = "bgr8") -> None:
+        """Publish frame i (again, best effort) until the node reports it processed (a status with its stamp; the
+        node publishes one for a frame it could not convert, too)."""
         deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
         while self.status_for(i) is None:
             if time.monotonic() > deadline:
                 pytest.fail(f"the node did not process frame {i} within {DISCOVERY_TIMEOUT_S:.0f} s")
-            self.publish(frame, i)
+            self.publish(frame, i, encoding)
             time.sleep(0.05)
 
     def set_target(self, box, stamp=None, label: str = ""):
@@ -275,7 +276,8 @@ def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
     # The array comes on its own topic: it may arrive after the Detection2D.
     array = wait_until(lambda: raw.array_for(11), DISCOVERY_TIMEOUT_S, "the detection array of frame 11")
     assert len(array.detections) == 1 and array.detections[0].id == str(response.track_id)
-    assert raw.status_for(11).state == 1  # TRACKING
+    status = wait_until(lambda: raw.status_for(11), DISCOVERY_TIMEOUT_S, "the status of frame 11")
+    assert status.state == 1  # TRACKING
 
 
 @pytest.mark.parametrize("box,reason", [
@@ -299,11 +301,10 @@ def test_unbuffered_stamp_is_refused_with_the_reason(raw, frames):
 
 def test_bad_images_are_skipped_and_the_node_keeps_tracking(raw, frames):
     start_tracking(raw, frames, 11, 3011)
-    raw.publish(frames[12], 3012, encoding="yuv422")  # wrong encoding
-    time.sleep(0.1)
-    raw.publish(frames[13], 3013, encoding="32FC1")
-    time.sleep(0.1)
-    raw.publish(frames[14], 3014)
+    # Each frame until the node has taken it: sent 100 ms apart, a CPU-starved node could skip a bad frame unseen.
+    raw.publish_until_processed(frames[12], 3012, encoding="yuv422")  # wrong encoding
+    raw.publish_until_processed(frames[13], 3013, encoding="32FC1")
+    raw.publish_until_processed(frames[14], 3014)
     wait_until(lambda: raw.detection_for(3014), DISCOVERY_TIMEOUT_S, "the detection of frame 14")
     assert raw.detection_for(3012) is None and raw.detection_for(3013) is None
     assert centre_error(raw.detection_for(3014), BOXES[14]) < 6.0
@@ -437,12 +438,13 @@ def test_compressed_input_and_headless_initial_target(client, launcher, model_pa
     tracker.publish_until_processed(frames[0], 0)
     wait_until(lambda: "initial_target" in process.output(), DISCOVERY_TIMEOUT_S, "the initial target to be set")
     assert "tracking target 1" in process.output()
+    # One frame at a time: at a fixed rate a CPU-starved node on a loaded machine drops frames by design (covered by
+    # the burst test); here every compressed frame must be decoded and tracked.
     for i in range(1, 10):
-        tracker.publish(frames[i], i)
-        time.sleep(0.06)
+        tracker.publish_until_processed(frames[i], i)
     wait_until(lambda: tracker.detection_for(9), DISCOVERY_TIMEOUT_S, "the detection of compressed frame 9")
     followed = [i for i in range(1, 10) if tracker.detection_for(i) is not None]
-    assert len(followed) >= 5
+    assert len(followed) == 9
     for i in followed:
         assert centre_error(tracker.detection_for(i), BOXES[i]) < 5.0, f"frame {i}"
     corrupt = __import__("sensor_msgs.msg", fromlist=["CompressedImage"]).CompressedImage(format="jpeg",
@@ -451,6 +453,50 @@ def test_compressed_input_and_headless_initial_target(client, launcher, model_pa
     tracker.image_pub.publish(corrupt)
     wait_until(lambda: "corrupt compressed image" in process.output(), DISCOVERY_TIMEOUT_S, "the corrupt-image warning")
     assert process.poll() is None
+
+
+# -- large raw frames at camera rate ----------------------------------------------------------------------------
+LARGE_SIZE = (640, 480)
+LARGE_RATE_HZ = 30.0
+LARGE_FRAMES_SENT = 100
+MIN_ARRIVED = 95  # of LARGE_FRAMES_SENT
+
+
+def test_640x480_bgr8_frames_at_30_hz_reach_the_node(client, launcher, model_path):
+    # One 640x480 bgr8 frame (900 kB) is larger than Fast DDS's default 512 KiB shared-memory segment. Unless the
+    # project's profile (16 MiB segment) reaches Fast DDS, under FASTRTPS_DEFAULT_PROFILES_FILE on Jazzy (Fast DDS
+    # 2.x) and FASTDDS_DEFAULT_PROFILES_FILE on Kilted (3.x), frames go over fragmented UDP and best effort loses
+    # most of them: 8-11 of 100 reached the node on Jazzy with only the Kilted name set.
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    boxes = [(200.0 + 4 * i, 150.0 + 2 * i, 90.0, 70.0) for i in range(10)]
+    large_frames = render_sequence(boxes, size=LARGE_SIZE, seed=11, blob=14.0).frames
+    namespace = unique_namespace("large")
+    # The input queue holds 1 s of frames instead of the newest one only (REP-2003 override): the count then
+    # measures the transport, not how often a CPU-starved executor ran on a loaded 2-core machine (there, with
+    # depth 1 and tracking, 67-97 of 100 frames were counted with the profile in place; with depth 30, 78-100).
+    depth = f"qos_overrides.{namespace}/camera/image.subscription.depth:={LARGE_RATE_HZ:.0f}"
+    start_tracker(launcher, model_path, namespace, depth, name="tracker_large")
+    tracker = TrackerClient(client, namespace)
+    # No target is set: the node converts every frame and reports it idle, so its own CPU use stays small and the
+    # count reflects the transport (tracking under load is test_a_burst_faster_than_processing_is_dropped_not_queued).
+    tracker.publish_until_processed(large_frames[0], 0)  # both directions matched before anything is counted
+    messages = [tracker.message(large_frames[k % len(boxes)], 1 + k) for k in range(LARGE_FRAMES_SENT)]
+    received_before = tracker.frame_counts()[0]
+
+    start = time.monotonic()
+    for k, msg in enumerate(messages):
+        # Paced against the start time, so a late frame does not delay the ones after it.
+        time.sleep(max(0.0, start + k / LARGE_RATE_HZ - time.monotonic()))
+        tracker.image_pub.publish(msg)
+    sending_s = time.monotonic() - start
+    received = tracker.frame_counts()[0] - received_before
+    summary = (f"{LARGE_SIZE[0]}x{LARGE_SIZE[1]} bgr8 at {LARGE_RATE_HZ:.0f} Hz: {received} of {LARGE_FRAMES_SENT} "
+               f"frames reached the node, sent in {sending_s:.2f} s")
+    print(summary)
+    nominal_s = (LARGE_FRAMES_SENT - 1) / LARGE_RATE_HZ
+    assert sending_s < 1.5 * nominal_s, f"this machine could not publish at {LARGE_RATE_HZ:.0f} Hz: {summary}"
+    assert MIN_ARRIVED <= received <= LARGE_FRAMES_SENT, summary
 
 
 # -- start-up failures -------------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ def test_processes_get_localhost_discovery(ros_env: dict[str, str]) -> None:
     # Discovery must never leave this machine; the profile makes it fast.
     assert ros_env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
-    assert Path(ros_env["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+    # Fast DDS 3.x (Kilted) reads the first name, 2.x (Jazzy) only the second: both must name the profile.
+    for variable in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        assert Path(ros_env[variable]).is_file() and ros_env[variable] == os.environ[variable]
 
 
 @pytest.fixture

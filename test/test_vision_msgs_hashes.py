@@ -37,3 +37,22 @@ def test_hashes_announced_by_rclpy_match_upstream(ros_node: RosTestNode) -> None
         )
         announced[type_name] = str(infos[0].topic_type_hash)
     assert announced == UPSTREAM_RIHS01
+
+
+# The project's own interfaces, as built by scripts/setup.sh: the same hashes on Kilted and Jazzy (CI runs this file on
+# both), so nodes built against either distribution talk to each other. A change of the .msg/.srv text changes them
+# on purpose: update these together with the interface, knowing that deployed nodes will no longer match.
+PROJECT_TYPE_HASHES = {
+    "msg/TrackerStatus": "RIHS01_a0a4d5b56c8bbadbc5a692d34709e14b4354f4be2028dc3923b439a77e697d1c",
+    "srv/SetTarget": "RIHS01_971cf1e6dfa511ba5d61f50101d5d552c96572421e6942007cad4f29d3f5d9b8",
+}
+
+
+@pytest.mark.parametrize("type_path", sorted(PROJECT_TYPE_HASHES))
+def test_project_interface_hashes_are_the_same_on_every_distribution(type_path: str) -> None:
+    from ament_index_python.packages import get_package_share_directory
+
+    description = Path(get_package_share_directory("siammixer_interfaces")) / f"{type_path}.json"
+    assert description.is_file(), f"{description} missing: siammixer_interfaces was not built/installed"
+    hash_string = json.loads(description.read_text())["type_hashes"][0]["hash_string"]
+    assert hash_string == PROJECT_TYPE_HASHES[type_path]

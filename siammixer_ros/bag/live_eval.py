@@ -44,12 +44,12 @@ from siammixer_ros.bag.eval_bag import LOST_STATE, TRACKER_STATUS, Output, evalu
 from siammixer_ros.bag.make_bag import STORAGES
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D
 from siammixer_ros.eval.report import json_safe
+from siammixer_ros.ros.dds_profile import set_profile_defaults
 from siammixer_ros.ros.messages import STATUS_CODES, rclpy_message, stamp_to_ns, time_message
 from siammixer_ros.ros.stats import process_memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
-FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_localhost.xml"
 IDLE_STATE = STATUS_CODES[None]
 
 
@@ -78,11 +78,11 @@ class LiveEvalConfig:
 
 
 def node_environment() -> dict[str, str]:
-    """Environment of the node process: discovery on this machine only, the project's Fast DDS profile."""
+    """Environment of the node process: discovery on this machine only, the project's Fast DDS profile (for Fast
+    DDS 2.x and 3.x alike)."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if FASTDDS_PROFILE.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+    set_profile_defaults(env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

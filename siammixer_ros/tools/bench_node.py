@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from siammixer_ros.ros.dds_profile import set_profile_defaults
+
 REPO = Path(__file__).resolve().parents[2]
 NODE = "siammixer_tracker"
 # Tracker parameters forcing each path whatever the model's scores are (a random-weight model is unsure of
@@ -294,9 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    profile = REPO / "config" / "fastdds_localhost.xml"
-    if profile.is_file():
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    set_profile_defaults(os.environ)  # both Fast DDS 2.x (Jazzy) and 3.x (Kilted) variables
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     import rclpy
 
