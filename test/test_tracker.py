@@ -307,3 +307,16 @@ def test_core_import_is_light():
             "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'torch'))\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_motion_prediction_keeps_a_fast_target_that_leaves_the_search_region(runtime):
+    # Accelerating to 50 px a frame: more than the search region reaches around the last position.
+    xs, speed = [20.0], 8.0
+    while xs[-1] < 1100:
+        xs.append(xs[-1] + speed)
+        speed = min(50.0, speed + 4.0)
+    seq = render_sequence([(x, 100, 40, 40) for x in xs], size=(1200, 240), seed=2)
+    plain, _ = quality(track(SiamMixerTracker(runtime=runtime), seq), seq)
+    assert plain.min() < 0.1, "the target no longer outruns the plain tracker: make it faster"
+    predicted, errors = quality(track(SiamMixerTracker(runtime=runtime, params={"motion_weight": 1.0}), seq), seq)
+    assert predicted.min() > 0.9 and np.median(errors) < 2.0, predicted

@@ -77,6 +77,11 @@ class TrackerParams:
     #: Window influence while LOST (re-detection should not prefer the old position).
     lost_window_influence: float = 0.0
 
+    # -- Motion: the search region is centred on ``centre + motion_weight * velocity`` (velocity: exponential
+    # average, rate ``motion_rate``, of the centre's moves on TRACKING frames; reset when LOST). 0: off (SiamFC).
+    motion_weight: float = 0.0
+    motion_rate: float = 0.3
+
     # -- Online discriminative model (core/online.py): a ridge-regression filter on the search features,
     # learnt on the first frame and updated from confident frames, fused with the Siamese response.
     #: Fusion weight of the online model: ``logit((1 - w) * sigmoid(siamese) + w * online)``; 0 switches the
@@ -227,6 +232,8 @@ class TrackerParams:
         for name in ("online_channels", "online_filter_cells", "online_update_interval", "template_interval"):
             need(getattr(self, name) >= 1, name, ">= 1")
         need(self.online_reg > 0, "online_reg", "> 0")
+        need(0 <= self.motion_weight <= 2, "motion_weight", "in [0, 2]")
+        need(0 <= self.motion_rate <= 1, "motion_rate", "in [0, 1]")
         need(self.online_sigma > 0, "online_sigma", "> 0")
         need(self.online_init_shift >= 0, "online_init_shift", ">= 0")
         need(self.online_cg_iterations >= 0, "online_cg_iterations", ">= 0")

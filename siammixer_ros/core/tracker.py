@@ -118,6 +118,9 @@ class _Target:
     second_template: np.ndarray | None = None
     frames_since_template: int = 0
     distractor_templates: tuple[np.ndarray, ...] = ()
+    # Velocity of the centre, pixels per frame (exponential average over TRACKING frames; motion_weight > 0).
+    vx: float = 0.0
+    vy: float = 0.0
 
 
 def clip_box(cx: float, cy: float, w: float, h: float, width: int, height: int, min_w: float, min_h: float) -> Box:
@@ -259,7 +262,10 @@ class SiamMixerTracker:
             sizes = [x_size] * len(centers)
             penalties, influence = None, params.lost_window_influence
         else:
-            centers = [(target.cx, target.cy)] * params.scale_num
+            center = (target.cx, target.cy)
+            if params.motion_weight > 0:  # constant-velocity prediction: the crops and the window follow it
+                center = (target.cx + params.motion_weight * target.vx, target.cy + params.motion_weight * target.vy)
+            centers = [center] * params.scale_num
             sizes = (x_size * self._scales).tolist()
             penalties, influence = self._penalties, params.window_influence
         # Snap every crop to whole pixels (fast crops, see core/crop.py) and map results back through
@@ -565,6 +571,15 @@ class SiamMixerTracker:
                 w, h = w * factor, h * factor
         cx = min(max(cx, 0.0), width - 1.0)
         cy = min(max(cy, 0.0), height - 1.0)
+        vx, vy = target.vx, target.vy
+        if params.motion_weight > 0:
+            rate = params.motion_rate
+            if state is TrackState.TRACKING and not lost:
+                vx, vy = (1 - rate) * vx + rate * (cx - target.cx), (1 - rate) * vy + rate * (cy - target.cy)
+            elif state is TrackState.LOST:
+                vx, vy = 0.0, 0.0
+            else:  # uncertain: trust the motion less
+                vx, vy = (1 - rate) * vx, (1 - rate) * vy
         w = min(max(w, target.min_w), max(float(width), target.min_w))
         h = min(max(h, target.min_h), max(float(height), target.min_h))
         return replace(
@@ -577,6 +592,8 @@ class SiamMixerTracker:
             bad_frames=bad_frames,
             redetect_frames=redetect_frames,
             lost_factor=lost_factor,
+            vx=vx,
+            vy=vy,
             frame_index=target.frame_index + 1,
             box=clip_box(cx, cy, w, h, width, height, target.min_w, target.min_h),
         )

@@ -126,6 +126,8 @@ _TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
     "lost_search_growth": (1.0, 10.0, 0),
     "lost_search_max": (1.0, 10.0, 0),
     "lost_window_influence": (0.0, 1.0, 0),
+    "motion_weight": (0.0, 2.0, 0),
+    "motion_rate": (0.0, 1.0, 0),
     "online_weight": (0.0, 1.0, 0),
     "online_channels": (1, 256, 1),
     "online_filter_cells": (1, 16, 1),
