@@ -120,7 +120,8 @@ def test_tracker_launch_uses_the_tracker_parameters() -> None:
     launch_file = REPO_ROOT / "launch" / "tracker.launch.py"
     assert ("siammixer_ros", "siammixer_tracker") in started_nodes(launch_file)
     assert "config/tracker.yaml" in parameter_files(launch_file)
-    assert "siammixer_tracker" in yaml.safe_load((REPO_ROOT / "config" / "tracker.yaml").read_text())
+    # Keyed /**: applies in any namespace and under any node name (a node-name key would not under namespace:=uav1).
+    assert list(yaml.safe_load((REPO_ROOT / "config" / "tracker.yaml").read_text())) == ["/**"]
 
 
 @requires_rclpy

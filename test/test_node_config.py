@@ -30,7 +30,7 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
 def _node_params(path: Path) -> dict:
     data = yaml.safe_load(path.read_text())
     assert ros_parameter_file_problems(data) == []
-    return _flatten(data["siammixer_tracker"]["ros__parameters"])
+    return _flatten(data["/**"]["ros__parameters"])
 
 
 @pytest.mark.parametrize("name", ["tracker.yaml", "tracker_arm.yaml"])

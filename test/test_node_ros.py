@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -460,6 +461,26 @@ LARGE_SIZE = (640, 480)
 LARGE_RATE_HZ = 30.0
 LARGE_FRAMES_SENT = 100
 MIN_ARRIVED = 95  # of LARGE_FRAMES_SENT
+
+
+def test_parameter_files_apply_in_a_namespace_and_under_another_name(client, launcher):
+    """The launch file's example: namespace:=uav1 params_file:=tracker_arm.yaml. The files key their parameters by
+    /** so that they apply to the node whatever its namespace and name (a node-name key would silently not)."""
+    from rcl_interfaces.srv import GetParameters
+
+    repo = Path(__file__).resolve().parents[1]
+    namespace = unique_namespace("uav")
+    launcher.start_python_module(
+        "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}", "-r", "__node:=follow_me",
+        # The shipped model: the ARM file's row mode needs a model with patch parts.
+        "--params-file", str(repo / "config" / "tracker_arm.yaml"), "-p",
+        f"model_path:={repo / 'models' / 'siammixer_xs.onnx'}", name="arm").wait_for_output(r"tracking on /")
+    names = ["input_type", "execution_mode", "intra_op_threads", "publish_debug_image", "tracker.scale_num",
+             "tracker.response_up"]
+    get = client.node.create_client(GetParameters, f"{namespace}/follow_me/get_parameters")
+    values = client.call_service(get, GetParameters.Request(names=names)).values
+    assert [values[0].string_value, values[1].string_value, values[2].integer_value, values[3].bool_value,
+            values[4].integer_value, values[5].integer_value] == ["compressed", "row", 1, False, 1, 8]
 
 
 def test_640x480_bgr8_frames_at_30_hz_reach_the_node(client, launcher, model_path):

@@ -17,7 +17,6 @@ or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
 from __future__ import annotations
 
 import array
-import os
 import socket
 import sys
 import threading
@@ -390,7 +389,8 @@ class SiamMixerTrackerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # No ROS_AUTOMATIC_DISCOVERY_RANGE here: on a vehicle the ground station's rqt must find the node. Scripts, tests
+    # and the dev venv keep discovery on the machine.
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger(NODE_NAME)
     try:
