@@ -184,6 +184,24 @@ def test_a_bad_frame_is_skipped_with_the_reason_and_the_track_survives(session, 
     assert _centre_error(processed.box, BOXES[3]) < 4.0
 
 
+def test_a_frame_of_another_aspect_ratio_stops_the_track_as_lost_with_the_reason(session, frames):
+    _feed(session, frames, [0, 1])
+    assert session.set_target(BOXES[1]).success
+    session.process_next(timeout=0.0)
+    square = _image_msg(np.zeros((200, 200, 3), np.uint8), 2)  # another camera, or a crop
+    session.on_frame(square, square.header, compressed=False)
+    processed = session.process_next(timeout=0.0)
+    assert processed.state is TrackState.LOST and processed.box is None
+    assert "stopped" in processed.error and "from 320x240 to 200x200" in processed.error
+    # It stays LOST (no box at a wrong place, no error per frame) until a new target is set.
+    _feed(session, frames, [3])
+    processed = session.process_next(timeout=0.0)
+    assert processed.state is TrackState.LOST and processed.box is None and processed.error is None
+    assert session.set_target(BOXES[3]).success
+    _feed(session, frames, [4])
+    assert session.process_next(timeout=0.0).state is TrackState.TRACKING
+
+
 def test_stage_latencies_are_recorded(session, frames):
     _feed(session, frames, [0])
     session.set_target(BOXES[0])

@@ -5,6 +5,7 @@ clear error and leave the tracker unchanged."""
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -320,3 +321,25 @@ def test_motion_prediction_keeps_a_fast_target_that_leaves_the_search_region(run
     assert plain.min() < 0.1, "the target no longer outruns the plain tracker: make it faster"
     predicted, errors = quality(track(SiamMixerTracker(runtime=runtime, params={"motion_weight": 1.0}), seq), seq)
     assert predicted.min() > 0.9 and np.median(errors) < 2.0, predicted
+
+
+def test_a_change_of_frame_size_rescales_the_track_or_is_refused_clearly(runtime):
+    from siammixer_ros.core.errors import FrameSizeError
+
+    seq = render_sequence([(100 + 2 * i, 80, 48, 40) for i in range(12)], size=(320, 240), seed=8)
+    tracker = SiamMixerTracker(runtime=runtime, params=PLAIN)
+    tracker.init(seq.frames[0], seq.boxes[0])
+    for frame in seq.frames[1:6]:
+        tracker.update(frame)
+    # The camera switches to twice the resolution (same aspect ratio): the track carries over, scaled.
+    big = cv2.resize(seq.frames[6], (640, 480), interpolation=cv2.INTER_LINEAR)
+    result = tracker.update(big)
+    doubled = tuple(2 * v for v in seq.boxes[6])
+    assert result.state is TrackState.TRACKING and iou(result.box, doubled) > 0.85, (result.box, doubled)
+    # Another aspect ratio: a clear error, and the tracker is left as it was.
+    before = tracker.box
+    with pytest.raises(FrameSizeError, match="from 640x480 to 64x64"):
+        tracker.update(np.zeros((64, 64, 3), np.uint8))
+    assert tracker.box == before
+    big = cv2.resize(seq.frames[7], (640, 480), interpolation=cv2.INTER_LINEAR)
+    assert iou(tracker.update(big).box, tuple(2 * v for v in seq.boxes[7])) > 0.85

@@ -18,6 +18,7 @@ _EXPORTS = {
     "TrackerInputError": "siammixer_ros.core.errors",
     "TrackerParamsError": "siammixer_ros.core.errors",
     "TrackerStateError": "siammixer_ros.core.errors",
+    "FrameSizeError": "siammixer_ros.core.errors",
     "ModelError": "siammixer_ros.core.model_file",
     "ModelInfo": "siammixer_ros.core.model_file",
     "SiamMixerRuntime": "siammixer_ros.core.runtime",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from siammixer_ros.core.model_file import ModelError
 
-__all__ = ["ModelError", "TrackerError", "TrackerInputError", "TrackerParamsError", "TrackerStateError"]
+__all__ = [
+    "FrameSizeError", "ModelError", "TrackerError", "TrackerInputError", "TrackerParamsError", "TrackerStateError"
+]
 
 
 class TrackerError(Exception):
@@ -18,6 +20,11 @@ class TrackerError(Exception):
 
 class TrackerInputError(TrackerError, ValueError):
     """An image or box given to the tracker is unusable (wrong type, shape, empty, NaN, outside the image)."""
+
+
+class FrameSizeError(TrackerInputError):
+    """A frame of another aspect ratio than the track's: the target's position cannot be carried over to it
+    (the tracker is unchanged; set the target again on the new stream)."""
 
 
 class TrackerStateError(TrackerError, RuntimeError):

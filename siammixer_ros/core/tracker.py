@@ -44,7 +44,7 @@ from siammixer_ros.core.crop import (
     image_mean,
     to_nchw,
 )
-from siammixer_ros.core.errors import ModelError, TrackerStateError
+from siammixer_ros.core.errors import FrameSizeError, ModelError, TrackerStateError
 from siammixer_ros.core.online import OnlineModel, find_distractors, fuse_responses, online_filter_cells
 from siammixer_ros.core.params import TrackerParams
 from siammixer_ros.core.postprocess import Peak, hann_window, peak_to_sidelobe, scale_factors, select_peak
@@ -118,6 +118,7 @@ class _Target:
     second_template: np.ndarray | None = None
     frames_since_template: int = 0
     distractor_templates: tuple[np.ndarray, ...] = ()
+    frame_size: tuple[int, int] = (0, 0)  # (width, height) of the frames the state refers to
     # Velocity of the centre, pixels per frame (exponential average over TRACKING frames; motion_weight > 0).
     vx: float = 0.0
     vy: float = 0.0
@@ -240,7 +241,7 @@ class SiamMixerTracker:
         reported = clip_box(cx, cy, w, h, width, height, min_w, min_h)
         self._target = _Target(
             cx=cx, cy=cy, w=w, h=h, min_w=min_w, min_h=min_h, template_features=features, box=reported,
-            online=online,
+            online=online, frame_size=(width, height),
         )
         timings["postprocess"] = 0.0
         timings["total"] = time.perf_counter() - t0
@@ -255,6 +256,8 @@ class SiamMixerTracker:
             raise TrackerStateError("update() called before init(): call tracker.init(image, box) first")
         params, info = self._params, self._info
         height, width = img.shape[:2]
+        if (width, height) != target.frame_size:
+            target = self._rescaled(target, width, height)
         x_size = self._template_crop_size(target.w, target.h) * info.search_size / info.template_size
         lost = target.state is TrackState.LOST
         if lost:
@@ -339,6 +342,24 @@ class SiamMixerTracker:
     def reset(self) -> None:
         """Forget the target (the model stays loaded); ``init`` must be called again."""
         self._target = None
+
+    def _rescaled(self, target: _Target, width: int, height: int) -> _Target:
+        """The target state carried over to frames of another size with the same aspect ratio (a camera switching
+        resolution); a different aspect ratio raises :class:`FrameSizeError` (a crop or another camera: the
+        position cannot be carried over)."""
+        old_w, old_h = target.frame_size
+        sx, sy = width / old_w, height / old_h
+        if abs(sx / sy - 1.0) > 0.01:
+            raise FrameSizeError(
+                f"frame size changed from {old_w}x{old_h} to {width}x{height} (another aspect ratio): the target "
+                "cannot be carried over; set the target again"
+            )
+        w, h = target.w * sx, target.h * sy
+        return replace(
+            target, cx=(target.cx + 0.5) * sx - 0.5, cy=(target.cy + 0.5) * sy - 0.5, w=w, h=h,
+            min_w=min(target.min_w * sx, w), min_h=min(target.min_h * sy, h), vx=target.vx * sx, vy=target.vy * sy,
+            frame_size=(width, height),
+        )
 
     # -- memories (online model, distractors, second template) -----------------------------------
     def _template_in_use(self, target: _Target) -> np.ndarray:

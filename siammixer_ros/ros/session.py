@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from siammixer_ros.core.errors import FrameSizeError
 from siammixer_ros.core.tracker import TrackState
 from siammixer_ros.ros.image_conversion import ImageConversionError, ImageConverter
 from siammixer_ros.ros.messages import format_stamp, stamp_to_ns
@@ -156,6 +157,7 @@ class _Track:
     box: Box | None = None
     score: float = 1.0
     frames: int = 0
+    ended: str | None = None  # why the track can no longer be followed (it stays LOST until a new target)
 
 
 class TrackingSession:
@@ -332,11 +334,16 @@ class TrackingSession:
             self.last_error = str(exc)
             return None, str(exc)
         self.image_size = (image.shape[1], image.shape[0])
-        if track is None:
+        if track is None or track.ended is not None:
             return image, None
         try:
             result = self.tracker.update(image)
-        except Exception as exc:  # bad frame (e.g. a different size that the core rejects): keep the track
+        except FrameSizeError as exc:  # another aspect ratio: the position cannot be carried over
+            self.tracker_errors += 1
+            self.last_error = f"track {track.track_id} stopped: {exc}"
+            track.state, track.box, track.score, track.ended = TrackState.LOST, None, 0.0, str(exc)
+            return image, self.last_error
+        except Exception as exc:  # bad frame (e.g. one the core rejects): keep the track
             self.tracker_errors += 1
             self.last_error = f"tracker update failed: {type(exc).__name__}: {exc}"
             return image, self.last_error
