@@ -463,6 +463,18 @@ LARGE_FRAMES_SENT = 100
 MIN_ARRIVED = 95  # of LARGE_FRAMES_SENT
 
 
+def test_a_hundred_concurrent_target_requests_are_all_answered(raw, frames):
+    raw.publish_until_processed(frames[0], 6000)
+    futures = []
+    for k in range(100):
+        request = raw._set_target_type.Request(x=float(BOXES[0][0]), y=float(BOXES[0][1]), width=float(BOXES[0][2]),
+                                               height=float(BOXES[0][3]), label=f"t{k}")
+        futures.append(raw.set_target_client.call_async(request))
+    wait_until(lambda: all(f.done() for f in futures), 4 * DISCOVERY_TIMEOUT_S, "answers to all 100 requests")
+    assert all(f.result().success for f in futures)
+    assert len({f.result().track_id for f in futures}) == 100
+
+
 def test_parameter_files_apply_in_a_namespace_and_under_another_name(client, launcher):
     """The launch file's example: namespace:=uav1 params_file:=tracker_arm.yaml. The files key their parameters by
     /** so that they apply to the node whatever its namespace and name (a node-name key would silently not)."""
