@@ -178,3 +178,12 @@ def test_exported_search_parts_stop_before_the_projection(xs_model) -> None:
     # 3 search maps skip the 256x256 projection at 16x16; the head does it once at 8x8.
     assert paper["search"] - executed["search"] == 3 * 256 * 256 * 16 * 16
     assert executed["head"] - paper["head"] == 256 * 256 * 8 * 8
+
+
+def test_memory_arena_is_off_unless_asked_for():
+    from siammixer_ros.core.runtime import session_options
+
+    default = session_options(RuntimeOptions())
+    assert not default.enable_cpu_mem_arena and not default.enable_mem_pattern
+    arena = session_options(RuntimeOptions(cpu_memory_arena=True))
+    assert arena.enable_cpu_mem_arena and arena.enable_mem_pattern

@@ -156,7 +156,7 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
 
     require_localhost_discovery()
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from siammixer_interfaces.srv import SetTarget
 
     from siammixer_ros.bag.player import BagPlayer
@@ -190,7 +190,10 @@ def run_live_eval(config: LiveEvalConfig, log: Any = print) -> dict[str, Any]:
 
     rclpy.init(args=[])  # our command line is not a ROS one
     node = rclpy.create_node("siammixer_live_eval")
-    executor = MultiThreadedExecutor(num_threads=2)
+    # One thread: rclpy's MultiThreadedExecutor busy-loops (3-8 s of CPU per 14 s of playback) and starved the player
+    # thread of the GIL for up to 2.8 s, so frames went out late in bursts and the node dropped 12-30 % of them in 4 of
+    # 5 demo runs (issue #16). The service call below waits on its future from this thread, not inside a callback.
+    executor = SingleThreadedExecutor()
     spinner = spin_in_background(node, executor, name="live-eval-executor")
     tracker = None
     recorder = None

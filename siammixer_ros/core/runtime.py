@@ -62,6 +62,10 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     # Use the model's unmasked interior-patch part when it has one (same results, faster patch modes).
     use_interior_part: bool = True
+    # onnxruntime's CPU memory arena and memory patterns. Off: 33-36 MiB less resident memory for the tracker with the
+    # XS model, at the same speed within noise (measured here: 241/242 MiB and 14.1/14.7 ms a 3-scale update with
+    # them, 205/209 MiB and 13.8/16.0 ms without, two runs each); the buffers are small and allocated per call anyway.
+    cpu_memory_arena: bool = False
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -135,6 +139,8 @@ def session_options(options: RuntimeOptions) -> Any:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+    so.enable_cpu_mem_arena = options.cpu_memory_arena
+    so.enable_mem_pattern = options.cpu_memory_arena
     so.add_session_config_entry("session.inter_op.allow_spinning", "1" if options.spinning else "0")
     return so
 
