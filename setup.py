@@ -30,7 +30,7 @@ setup(
     version="0.1.0",
     packages=find_packages(include=[package_name, package_name + ".*"]),
     # The training recipes travel with the package (siammixer-train --config <installed path>).
-    package_data={package_name + ".train": ["configs/*.yaml"], package_name + ".testing": ["data/*.onnx"]},
+    package_data={package_name + ".train": ["configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

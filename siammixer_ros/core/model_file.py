@@ -74,6 +74,16 @@ class ModelError(RuntimeError):
     """A model file is missing, unreadable or not a SiamMixer model."""
 
 
+def models_dir() -> Path:
+    """The package's models/ folder: share/siammixer_ros/models of an installed package, else the source tree's."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("siammixer_ros")) / "models"
+    except Exception:  # PackageNotFoundError, or ament_index missing: running from a source checkout
+        return Path(__file__).resolve().parents[2] / "models"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a runtime and a tracker need to know about a model, read from its metadata."""

@@ -48,6 +48,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
 
 from siammixer_ros.core.errors import ModelError, TrackerParamsError
+from siammixer_ros.core.model_file import models_dir
 from siammixer_ros.ros import diagnostics as diag
 from siammixer_ros.ros.debug_image import draw_debug_image
 from siammixer_ros.ros.image_conversion import fill_image_msg, make_converter
@@ -81,12 +82,7 @@ class StartupError(RuntimeError):
 
 def default_model_path() -> Path:
     """share/siammixer_ros/models/siammixer_xs.onnx of the installed package, else the source tree's models/."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("siammixer_ros")) / "models" / DEFAULT_MODEL_NAME
-    except Exception:  # PackageNotFoundError, or ament_index missing: running from a source checkout
-        return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+    return models_dir() / DEFAULT_MODEL_NAME
 
 
 # Requests the services hold while one is being answered. ROS's default (10) silently lost 89 of 100 concurrent

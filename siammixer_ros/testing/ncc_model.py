@@ -20,7 +20,7 @@ an uncorrelated window (ncc ≈ 0) gives -5 (0.007), so the tracker's confidence
 Response cell ``(R - 1) / 2`` is zero displacement and one cell is ``s`` search pixels, as in the real model.
 
 Building a model needs the ``onnx`` package; the two models the tests and benchmarks use (template 128,
-search 256, strides 8 and 16, default gain and offset, 4 kB each) are committed under ``testing/data/`` and
+search 256, strides 8 and 16, default gain and offset, 4 kB each) are committed under ``models/testing/`` and
 returned by :func:`ncc_model_path`, so that tests run on a base install (onnxruntime only).
 ``python -m siammixer_ros.testing.ncc_model`` rewrites them; a test checks they equal a fresh build.
 """
@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from siammixer_ros.core.model_file import ModelInfo, write_model_file
+from siammixer_ros.core.model_file import ModelInfo, models_dir, write_model_file
 
 __all__ = ["COMMITTED_STRIDES", "NCC_VARIANT", "build_ncc_model", "ncc_model_info", "ncc_model_path"]
 
 NCC_VARIANT = "ncc-test"
-DATA_DIR = Path(__file__).resolve().parent / "data"
 COMMITTED_STRIDES = (8, 16)
 OPSET = 17
 IR_VERSION = 8
@@ -183,7 +182,7 @@ def ncc_model_path(stride: int = 8) -> Path:
     """The committed NCC test model (template 128, search 256, default gain and offset) for ``stride`` 8 or 16."""
     if stride not in COMMITTED_STRIDES:
         raise ValueError(f"no committed NCC model for stride {stride}; build one with build_ncc_model (needs onnx)")
-    return DATA_DIR / f"ncc_s{stride}.onnx"
+    return models_dir() / "testing" / f"ncc_s{stride}.onnx"
 
 
 def main() -> int:
