@@ -277,7 +277,8 @@ class SiamMixerTracker:
         centers = [wnd.center for wnd in windows]
         sizes = [float(wnd.side) for wnd in windows]
         n = len(centers)
-        crops = get_subwindows(img, centers, sizes, info.search_size, image_mean(img), out=self._crop_buffers.get(n))
+        pad = image_mean(img)
+        crops = get_subwindows(img, centers, sizes, info.search_size, pad, out=self._crop_buffers.get(n))
         self._crop_buffers[n] = crops
         batch = to_nchw(crops, out=self._input_buffers.get(n))
         self._input_buffers[n] = batch
@@ -319,7 +320,7 @@ class SiamMixerTracker:
         if not lost:
             with one_blas_thread():
                 new, distractors = self._update_memories(
-                    new, img, peak, responses, siamese, features, sizes[peak.index], timings
+                    new, img, pad, peak, responses, siamese, features, sizes[peak.index], timings
                 )
         t4 = time.perf_counter()
         if target.online is not None or params.template_weight > 0 or params.distractor_subtract > 0:
@@ -435,6 +436,7 @@ class SiamMixerTracker:
         self,
         new: _Target,
         img: np.ndarray,
+        pad: tuple[float, ...],
         peak: Peak,
         responses: np.ndarray,
         siamese: np.ndarray,
@@ -465,12 +467,8 @@ class SiamMixerTracker:
             to_image = crop_side / info.search_size * info.stride
             dcx = new.cx + (strongest[1] - cell[1]) * to_image
             dcy = new.cy + (strongest[0] - cell[0]) * to_image
-            side = self._template_crop_size(new.w, new.h)
-            crop = get_subwindow(img, (dcx, dcy), side, info.template_size, image_mean(img))
-            t0 = time.perf_counter()
-            found = np.array(self._runtime.template_features(to_nchw(crop[None])), copy=True)
-            timings["inference_template"] = time.perf_counter() - t0
-            if np.all(np.isfinite(found)):
+            found = self._template_at(img, pad, (dcx, dcy), new, timings)
+            if found is not None:
                 keep = params.distractor_memory - 1
                 kept = new.distractor_templates[max(0, len(new.distractor_templates) - keep) :] if keep > 0 else ()
                 changes["distractor_templates"] = (*kept, found)
@@ -498,18 +496,27 @@ class SiamMixerTracker:
                 and agree
             )
             if gate and since >= params.template_interval:
-                side = self._template_crop_size(new.w, new.h)
-                crop = get_subwindow(img, (new.cx, new.cy), side, info.template_size, image_mean(img))
-                t0 = time.perf_counter()
-                second = np.array(self._runtime.template_features(to_nchw(crop[None])), copy=True)
-                timings["inference_template"] = timings.get("inference_template", 0.0) + time.perf_counter() - t0
-                if np.all(np.isfinite(second)):
+                second = self._template_at(img, pad, (new.cx, new.cy), new, timings)
+                if second is not None:
                     changes.update(second_template=second, frames_since_template=0)
                 else:
                     changes["frames_since_template"] = since
             else:
                 changes["frames_since_template"] = since
         return (replace(new, **changes) if changes else new), distractors
+
+    def _template_at(
+        self, img: np.ndarray, pad: tuple[float, ...], center: tuple[float, float], target: _Target,
+        timings: dict[str, float],
+    ) -> np.ndarray | None:
+        """Template features of a crop at ``center`` with the target's size (one template-branch call, added to
+        ``timings["inference_template"]``); None when they are not finite."""
+        side = self._template_crop_size(target.w, target.h)
+        crop = get_subwindow(img, center, side, self._info.template_size, pad)
+        t0 = time.perf_counter()
+        features = np.array(self._runtime.template_features(to_nchw(crop[None])), copy=True)
+        timings["inference_template"] = timings.get("inference_template", 0.0) + time.perf_counter() - t0
+        return features if np.all(np.isfinite(features)) else None
 
     # -- internals -----------------------------------------------------------------------------
     def _template_crop_size(self, w: float, h: float) -> float:

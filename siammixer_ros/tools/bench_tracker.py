@@ -31,8 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from siammixer_ros.testing.synthetic import SyntheticSequence
 
 STAGES = ("crop", "inference", "postprocess", "total")
 TARGET_CROP_POST_S = 0.002
@@ -51,6 +55,14 @@ def _random_xs_model(directory: Path) -> Path:
     return out
 
 
+def _synthetic_sequence(width: int, height: int) -> SyntheticSequence:
+    """60 frames of a textured target wandering and slowly changing size, the benchmarks' input."""
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50) for i in range(60)]
+    return render_sequence(boxes, size=(width, height), seed=0)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -60,7 +72,6 @@ def run_benchmark(
 ) -> dict:
     from siammixer_ros.core.runtime import RuntimeOptions
     from siammixer_ros.core.tracker import SiamMixerTracker
-    from siammixer_ros.testing.synthetic import render_sequence
 
     params = {
         "scale_num": scales,
@@ -72,10 +83,8 @@ def run_benchmark(
     if mode is not None:
         options = RuntimeOptions(mode=mode, intra_op_threads=threads)
     tracker = SiamMixerTracker(model, params=params, runtime_options=options)
-    n_distinct = 60
-    boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)
-             for i in range(n_distinct)]
-    seq = render_sequence(boxes, size=(width, height), seed=0)
+    seq = _synthetic_sequence(width, height)
+    n_distinct = len(seq)
     tracker.init(seq.frames[0], seq.boxes[0])
     runtime = tracker.runtime
     info = runtime.info
@@ -129,16 +138,13 @@ def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup:
 
     from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
     from siammixer_ros.core.tracker import SiamMixerTracker
-    from siammixer_ros.testing.synthetic import render_sequence
     from siammixer_ros.tools.tune_tracker import configurations
 
     configs = configurations(yaml.safe_load(grid.read_text()))
     runtime = SiamMixerRuntime(model, RuntimeOptions(intra_op_threads=threads))
     if sequence is None:
-        n_distinct = 60
-        boxes = [(300 + 40 * np.sin(i / 9), 150 + 20 * np.cos(i / 7), 60 + 5 * np.sin(i / 11), 50)
-                 for i in range(n_distinct)]
-        seq = render_sequence(boxes, size=(width, height), seed=0)
+        seq = _synthetic_sequence(width, height)
+        n_distinct = len(seq)
         first_box = seq.boxes[0]
     else:
         from siammixer_ros.eval.datasets import load_dataset
