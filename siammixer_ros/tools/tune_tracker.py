@@ -69,40 +69,35 @@ def configurations(grid: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def table_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def summary_row(name: str, report: dict[str, Any], tracker: str = TRACKER) -> dict[str, Any]:
+    """A tracker's subset means (the evaluation report's) and per-sequence AUC, as one table row."""
+    data = report["trackers"][tracker]
+    row: dict[str, Any] = {"config": name}
+    for subset in ("all", "aerial", "ground"):
+        if subset in data["subsets"]:
+            row[f"auc_{subset}"] = data["subsets"][subset]["success_auc"]
+    row["precision"] = data["subsets"]["all"]["precision"]
+    row["per_sequence"] = {seq: metrics["success_auc"] for seq, metrics in data["per_sequence"].items()}
+    return row
+
+
+def table_rows(results: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per configuration, best mean AUC first."""
-    rows = []
-    for index, (name, (params, report)) in enumerate(results.items()):
-        subsets = report["trackers"][TRACKER]["subsets"]
-        row = {"config": name, "index": index, "params": params}
-        for subset in ("all", "aerial", "ground"):
-            if subset in subsets:
-                row[f"auc_{subset}"] = subsets[subset]["success_auc"]
-        row["precision"] = subsets["all"]["precision"]
-        row["ms_per_frame"] = subsets["all"]["ms_per_frame"]
-        row["per_sequence"] = {
-            seq: metrics["success_auc"] for seq, metrics in report["trackers"][TRACKER]["per_sequence"].items()
-        }
-        rows.append(row)
+    rows = [{**summary_row(name, report), "index": index, "params": params}
+            for index, (name, (params, report)) in enumerate(results.items())]
     return sorted(rows, key=lambda r: -r["auc_all"])
 
 
-def peer_aucs(folder: Path, sequences: list[Any]) -> dict[str, dict[str, float]]:
-    """``{peer: {sequence: AUC}}`` from a siammixer-eval results folder (its report.json)."""
+def peer_rows(folder: Path, sequences: list[Any]) -> list[dict[str, Any]]:
+    """Rows of the peers of a siammixer-eval results folder (its report.json) that ran exactly these sequences."""
     report = json.loads((folder / "report.json").read_text())
     names = {s.name for s in sequences}
-    out = {}
-    for tracker, data in report["trackers"].items():
-        if tracker == TRACKER:
-            continue
-        per = {seq: m["success_auc"] for seq, m in data["per_sequence"].items() if seq in names}
-        if set(per) == names:
-            out[tracker] = per
-    return out
+    return [summary_row(tracker, report, tracker) for tracker, data in report["trackers"].items()
+            if tracker != TRACKER and set(data["per_sequence"]) == names]
 
 
 def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], split: str, max_frames: int | None,
-             peers: dict[str, dict[str, float]], order: str) -> str:
+             peers: list[dict[str, Any]], order: str) -> str:
     frames = "all frames" if max_frames is None else f"first {max_frames} frames"
     aerial = {s.name for s in sequences if s.meta.get("aerial")}
     what = "parameter search" if split == "train" else "ablation (reported, not used to choose)"
@@ -113,33 +108,29 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
         "mean over sequences (aerial / ground subsets), P@20 mean. Speed is not compared here (configurations ran at "
         "different machine loads): `siammixer-bench-tracker --memories` measures cost.", "",
     ]
-    first_peer = next(iter(peers), None)
+    first_peer = peers[0] if peers else None
     header = "| config | AUC | aerial | ground | P@20 |"
     if first_peer:
-        header += f" seqs > {first_peer} |"
+        header += f" seqs > {first_peer['config']} |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in rows:
-        line = (f"| {r['config']} | {r['auc_all']:.3f} | {r.get('auc_aerial', float('nan')):.3f} | "
+    for r, is_peer in [(r, False) for r in rows] + [(p, True) for p in peers]:
+        name = f"*{r['config']}*" if is_peer else r["config"]
+        line = (f"| {name} | {r['auc_all']:.3f} | {r.get('auc_aerial', float('nan')):.3f} | "
                 f"{r.get('auc_ground', float('nan')):.3f} | {r['precision']:.3f} |")
-        if first_peer:
-            wins = sum(r["per_sequence"][s] > peers[first_peer][s] for s in peers[first_peer])
-            line += f" {wins} of {len(peers[first_peer])} |"
+        if first_peer and not is_peer:
+            beaten = first_peer["per_sequence"]
+            line += f" {sum(r['per_sequence'][s] > beaten[s] for s in beaten)} of {len(beaten)} |"
+        elif first_peer:
+            line += " |"
         lines.append(line)
-    for peer, per in peers.items():
-        values = list(per.values())
-        aer = [v for s, v in per.items() if s in aerial]
-        gro = [v for s, v in per.items() if s not in aerial]
-        lines.append(f"| *{peer}* | {sum(values) / len(values):.3f} | "
-                     f"{sum(aer) / len(aer) if aer else float('nan'):.3f} | "
-                     f"{sum(gro) / len(gro) if gro else float('nan'):.3f} | |" + (" |" if first_peer else ""))
     columns = [r["config"] for r in (rows if order == "auc" else sorted(rows, key=lambda r: r["index"]))]
     by_name = {r["config"]: r for r in rows}
     lines += ["", "Per sequence (success AUC; aerial sequences marked *):", "",
-              "| sequence | " + " | ".join(columns + list(peers)) + " |",
+              "| sequence | " + " | ".join(columns + [p["config"] for p in peers]) + " |",
               "|---|" + "---|" * (len(columns) + len(peers))]
     for seq in sorted(s.name for s in sequences):
         cells = [f"{by_name[c]['per_sequence'].get(seq, float('nan')):.3f}" for c in columns]
-        cells += [f"{per[seq]:.3f}" for per in peers.values()]
+        cells += [f"{p['per_sequence'][seq]:.3f}" for p in peers]
         lines.append(f"| {seq}{' *' if seq in aerial else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -210,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = table_rows(results)
     if args.order == "grid":
         rows.sort(key=lambda r: r["index"])
-    peers = peer_aucs(args.peers, sequences) if args.peers is not None else {}
+    peers = peer_rows(args.peers, sequences) if args.peers is not None else []
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(markdown(rows, command, sequences, args.split, max_frames, peers, args.order))
     (args.out / "table.json").write_text(json.dumps({"command": command, "split": args.split, "rows": rows,
