@@ -464,12 +464,20 @@ MIN_ARRIVED = 95  # of LARGE_FRAMES_SENT
 
 
 def test_a_hundred_concurrent_target_requests_are_all_answered(raw, frames):
+    from siammixer_ros.ros.node import service_qos
+
     raw.publish_until_processed(frames[0], 6000)
+    # The caller's queues must be as deep as the node's: with ROS's default client QoS (depth 10) the client's own
+    # request writer and response reader keep only the newest 10 samples, and under load (seen on Jazzy in CI) an
+    # answer was overwritten before the client took it.
+    deep_client = raw.client.node.create_client(raw._set_target_type, raw.set_target_client.srv_name,
+                                                qos_profile=service_qos())
+    assert deep_client.wait_for_service(timeout_sec=DISCOVERY_TIMEOUT_S)
     futures = []
     for k in range(100):
         request = raw._set_target_type.Request(x=float(BOXES[0][0]), y=float(BOXES[0][1]), width=float(BOXES[0][2]),
                                                height=float(BOXES[0][3]), label=f"t{k}")
-        futures.append(raw.set_target_client.call_async(request))
+        futures.append(deep_client.call_async(request))
     wait_until(lambda: all(f.done() for f in futures), 4 * DISCOVERY_TIMEOUT_S, "answers to all 100 requests")
     assert all(f.result().success for f in futures)
     assert len({f.result().track_id for f in futures}) == 100
