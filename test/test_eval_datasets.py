@@ -139,6 +139,18 @@ def test_split_keeps_readme_validation_and_video_groups():
         datasets.split_names(names, "test")
 
 
+def test_selection_split_is_held_back_from_training_and_disjoint_from_validation():
+    names = list(datasets.SHARED_VAL_SEQUENCES) + list(datasets.SELECTION_SEQUENCES) + ["boat1", "truck4_1", "truck4_2"]
+    selection = datasets.split_names(names, "selection")
+    fit = datasets.split_names(names, "fit")
+    assert sorted(selection) == sorted(datasets.SELECTION_SEQUENCES)
+    assert sorted(fit) == ["boat1", "truck4_1", "truck4_2"]
+    assert sorted(datasets.split_names(names, "train")) == sorted(selection + fit)
+    assert not set(selection) & set(datasets.SHARED_VAL_SEQUENCES)
+    with pytest.raises(DatasetError, match="selection sequences missing"):
+        datasets.split_names(["boat1"], "selection")
+
+
 @pytest.mark.skipif(not SHARED_SEQUENCES.is_dir(), reason="../shared/data/sequences not present")
 def test_shared_validation_split_loads():
     sequences = load_dataset(SHARED_SEQUENCES, split="val")

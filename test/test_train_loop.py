@@ -86,6 +86,12 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data: Path, tmp
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    # Each invocation is a segment of the run, with the pairs it trained and its note.
+    import csv
+
+    with (tmp_path / "b" / "segments.csv").open(newline="") as f:
+        segments = list(csv.DictReader(f))
+    assert [(r["segment"], r["start_pairs"], r["end_pairs"]) for r in segments] == [("1", "0", "8"), ("2", "8", "12")]
 
 
 def test_validation_writes_metrics_and_best_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
@@ -94,7 +100,41 @@ def test_validation_writes_metrics_and_best_checkpoint(tiny_data: Path, tmp_path
     assert 0.0 <= metrics["val_peak_hit"] <= 1.0 and np.isfinite(metrics["val_loss"])
     assert 0.0 <= metrics["val_track_auc"] <= 1.0
     assert (tmp_path / "run" / "val.csv").is_file()
-    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    # Weights to export, not a resume point: no optimiser state (the committed run state stays small).
+    assert "model" in best and "optimizer" not in best
+
+
+def test_selection_split_is_held_back_and_validates(tiny_data: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from siammixer_ros.train import trainer as trainer_module
+
+    cfg = _config(tiny_data, tmp_path / "cache")
+    cfg.val.split, cfg.val.tracking_sequences = "selection", None
+    monkeypatch.setattr(trainer_module, "SELECTION_SEQUENCES", ("clip_b",))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.train_names == ["clip_a"] and trainer.check_names == ["clip_b"]
+    assert trainer.val_names == ["clip_val"] and trainer.tracking_names == ["clip_b"]
+    assert "clip_b" not in trainer.sampler.sequence_names
+    cfg.train_sequences = ["clip_val"]
+    with pytest.raises(ValueError, match="train_sequences not in the training split"):
+        trainer_module.choose_sequences(cfg, ["clip_a", "clip_b", "clip_val"])
+
+
+def test_config_base_holds_only_differences(tmp_path: Path) -> None:
+    from siammixer_ros.train.config import read_config_dict
+
+    (tmp_path / "a.yaml").write_text("seed: 3\noptim: {lr: 0.5, batch_size: 8}\npairs: {sources: {video: 1.0}}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\noptim: {lr: 0.1}\n")
+    cfg = load_config(tmp_path / "sub" / "b.yaml")
+    assert (cfg.seed, cfg.optim.lr, cfg.optim.batch_size, cfg.pairs.sources) == (3, 0.1, 8, {"video": 1.0})
+    (tmp_path / "a.yaml").write_text("base: sub/b.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        read_config_dict(tmp_path / "sub" / "b.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "c.yaml")
 
 
 def test_config_round_trip_and_unknown_keys(tmp_path: Path) -> None:

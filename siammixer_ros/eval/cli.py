@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, type=Path, help="dataset folder (or one sequence folder)")
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="dataset layout")
     parser.add_argument("--split", default="all", choices=SPLITS,
-                        help="README split of ../shared/data/sequences (val/train); 'all' for other datasets")
+                        help="split of ../shared/data/sequences: val, train (README), selection (held back from "
+                             "training to choose models), fit (train minus selection); 'all' for other datasets")
     parser.add_argument("--sequences", default="", help="comma-separated sequence names to keep")
     parser.add_argument("--trackers", default="siammixer",
                         help=f"comma-separated: {', '.join(REGISTRY)} or package.module:factory")

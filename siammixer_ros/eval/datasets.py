@@ -39,7 +39,15 @@ SHARED_VAL_SEQUENCES = (
     "davis_camel", "davis_goat", "davis_dog", "davis_car-roundabout", "davis_soapbox",
 )
 VIDEO_GROUPS = (("group1_1", "group1_3", "group1_4"), ("truck4_1", "truck4_2"))
-SPLITS = ("val", "train", "all")
+# Training sequences held back from training to select checkpoints and settings, so that the validation split only
+# reports (choosing on it would flatter the reported numbers). One or two of each kind, each its own video.
+SELECTION_SEQUENCES = (
+    "person12_1", "wakeboard10",                 # UAV123 (aerial)
+    "Crossing", "antiuav_ir_35",                 # OTB, thermal IR
+    "davis_parkour", "davis_breakdance",         # DAVIS
+)
+# "train": the README's training split (selection included); "fit": what training uses (train minus selection).
+SPLITS = ("val", "train", "selection", "fit", "all")
 
 # OTB100 sequences whose image folder holds more frames than their annotation covers (OTB configSeqs).
 _OTB_FRAME_RANGES = {"david": (300, 770), "football1": (1, 74), "freeman3": (1, 460), "freeman4": (1, 283),
@@ -340,21 +348,26 @@ def detect_format(path: Path) -> str:
 
 
 def split_names(names: list[str], split: str) -> list[str]:
-    """Names of ../shared/data/sequences on one side of the README split ("val", "train" or "all")."""
+    """Names of ../shared/data/sequences in one split: "val", "train" (the README's), "selection" (held back from
+    training to choose models), "fit" (train minus selection) or "all"."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    for group in VIDEO_GROUPS:  # guard against a future edit of the lists splitting one video
-        sides = {name in SHARED_VAL_SEQUENCES for name in group}
-        if len(sides) > 1:
-            raise AssertionError(f"sub-sequences of one video on both sides of the split: {group}")
+    for held_out in (SHARED_VAL_SEQUENCES, SELECTION_SEQUENCES):  # guard against an edit splitting one video
+        for group in VIDEO_GROUPS:
+            if len({name in held_out for name in group}) > 1:
+                raise AssertionError(f"sub-sequences of one video on both sides of a split: {group}")
+    if set(SELECTION_SEQUENCES) & set(SHARED_VAL_SEQUENCES):
+        raise AssertionError("a selection sequence is also a validation sequence")
     if split == "all":
         return list(names)
-    if split == "val":
-        missing = [name for name in SHARED_VAL_SEQUENCES if name not in names]
+    listed = {"val": SHARED_VAL_SEQUENCES, "selection": SELECTION_SEQUENCES}.get(split)
+    if listed is not None:
+        missing = [name for name in listed if name not in names]
         if missing:
-            raise DatasetError(f"validation sequences missing from the dataset: {', '.join(missing)}")
-        return [name for name in names if name in SHARED_VAL_SEQUENCES]
-    return [name for name in names if name not in SHARED_VAL_SEQUENCES]
+            raise DatasetError(f"{split} sequences missing from the dataset: {', '.join(missing)}")
+        return [name for name in names if name in listed]
+    held_out = set(SHARED_VAL_SEQUENCES) | (set(SELECTION_SEQUENCES) if split == "fit" else set())
+    return [name for name in names if name not in held_out]
 
 
 def load_dataset(path: str | Path, fmt: str = "auto", split: str = "all",

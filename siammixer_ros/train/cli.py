@@ -16,12 +16,15 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="YAML training config (required unless --resume)")
-    parser.add_argument("--out", type=Path, required=True, help="run directory (outside the repo, e.g. /work/runs/x)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run directory (e.g. /work/runs/x; the project's long runs live in training/ of the repo)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     parser.add_argument("--threads", type=int, help="override the config's torch threads")
     parser.add_argument("--total-pairs", type=int, help="override schedule.total_pairs (e.g. to extend a run)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this invocation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("--device", help="override the config's device (cpu, cuda)")
+    parser.add_argument("--note", default="", help="what changed in this segment of the run (segments.csv)")
     args = parser.parse_args(argv)
 
     try:
@@ -49,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg.threads = args.threads
     if args.total_pairs:
         cfg.schedule.total_pairs = args.total_pairs
+    if args.device:
+        cfg.device = args.device
     try:
-        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress, note=args.note)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"run {args.out}: {len(trainer.train_names)} training sequences, validation: {', '.join(trainer.val_names)}; "
+    print(f"run {args.out}: {len(trainer.train_names)} training sequences; in-training validation on "
+          f"{cfg.val.split} ({', '.join(trainer.check_names)}); never trained on: {', '.join(trainer.val_names)}; "
           f"step {trainer.step}, pairs {trainer.pairs_seen}", flush=True)
     result = trainer.run(max_steps=args.max_steps)
     print(f"stopped at step {result['step']} ({result['pairs_seen']} pairs), finished={result['finished']}, "

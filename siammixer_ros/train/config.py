@@ -57,9 +57,11 @@ class ValConfig:
     pairs: int = 256                      # fixed validation pairs from the validation split
     seed: int = 12345
     select_metric: str = "val_peak_hit"   # higher is better; "val_track_auc" once tracking validation runs
-    tracking_sequences: list[str] = field(default_factory=lambda: [
-        "building4", "wakeboard7", "BikerDrone", "Football1", "DragonBaby", "Skiing", "MotorRolling",
-        "bag", "ball1", "antiuav_ir_4", "antiuav_ir_5"])
+    # Which sequences the in-training validation (pairs, tracking, checkpoint selection) uses: "validation" (the
+    # README's validation split; runs before 0.2) or "selection" (training sequences held back from training,
+    # SELECTION_SEQUENCES in siammixer_ros/eval/datasets.py), which keeps the validation split for reporting only.
+    split: str = "validation"
+    tracking_sequences: list[str] | None = None  # None: every sequence of that split
     tracking_max_frames: int = 60         # first frames of each sequence; 0 = every frame
     tracking_backend: str = "builtin"     # "builtin" (torch SiamFC) or "tracker" (core tracker on an export)
 
@@ -74,6 +76,9 @@ class TrainConfig:
     data_dir: str | None = None           # default ../shared/data beside the repository
     cache_dir: str | None = None          # default $SIAMMIXER_CACHE or ~/.cache/siammixer_ros
     val_sequences: list[str] | None = None  # default: the shared README's validation split
+    train_sequences: list[str] | None = None  # default: the training split (minus the selection split if used)
+    device: str = "cpu"                   # "cuda" on a GPU machine; data and teacher stay on the CPU
+    autocast_bf16: bool = False           # bfloat16 autocast of the network's forward pass (CPU with avx512_bf16, GPU)
     pairs: PairConfig = field(default_factory=PairConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -106,11 +111,41 @@ def config_from_dict(values: dict[str, Any] | None) -> TrainConfig:
     return _build(TrainConfig, values, "")
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
+def merge_config_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: nested mappings merge key by key; any other value (lists too) replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The config file's values with its ``base:`` chain resolved (``base`` is relative to the file's folder).
+
+    A config then holds only its differences from the recipe it starts from; cycles are an error.
+    """
+    path = Path(path).resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+        where = f" (base of {_chain[-1]})" if _chain else ""
+        raise FileNotFoundError(f"config file not found: {path}{where}")
+    if path in _chain:
+        raise ValueError(f"config base cycle: {' -> '.join(str(p) for p in (*_chain, path))}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config is a mapping of keys, not {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: 'base' must be a file name (relative to the config's folder)")
+    return merge_config_dicts(read_config_dict(path.parent / base, (*_chain, path)), values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    return config_from_dict(read_config_dict(path))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -132,4 +167,5 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
 
 
 __all__ = ["AugmentConfig", "LabelConfig", "LossConfig", "OptimConfig", "PairConfig", "ScheduleConfig",
-           "TrainConfig", "ValConfig", "config_from_dict", "config_to_dict", "load_config", "save_config"]
+           "TrainConfig", "ValConfig", "config_from_dict", "config_to_dict", "load_config", "merge_config_dicts",
+           "read_config_dict", "save_config"]

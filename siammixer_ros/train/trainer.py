@@ -30,10 +30,29 @@ import cv2
 import numpy as np
 import torch
 
+from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from siammixer_ros.train.data import PairSampler, StillImages, collate, split_sequences
+from siammixer_ros.train.data import VAL_SEQUENCES, PairSampler, StillImages, collate, split_sequences
 from siammixer_ros.train.losses import distillation_loss, feature_distillation_loss, joint_loss
+
+SEGMENT_FIELDS = ["segment", "started_at", "ended_at", "start_pairs", "end_pairs", "train_hours", "pairs_per_hour",
+                  "threads", "device", "git_commit", "note"]
+
+
+def git_commit(repo: Path) -> str:
+    """The repository's HEAD (with ``+dirty`` when it has changes), or "" outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+dirty" if dirty else "")
+
 
 LOG_FIELDS = ["step", "pairs", "elapsed_s", "lr", "loss", "logistic", "triplet", "distill", "feature_distill",
               "grad_norm", "pairs_per_s", "data_wait_s", "head_scale", "head_bias"]
@@ -46,6 +65,33 @@ def lr_at(cfg: TrainConfig, pairs: int) -> float:
         return o.lr * (0.1 + 0.9 * pairs / max(o.warmup_pairs, 1))
     progress = min(1.0, (pairs - o.warmup_pairs) / max(total - o.warmup_pairs, 1))
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def choose_sequences(cfg: TrainConfig, names: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """``(train, validation, selection)`` sequence names for a run.
+
+    Validation is the README's split (or ``val_sequences``); selection is held back from the training split when
+    ``val.split`` is "selection"; ``train_sequences`` may name a subset of the rest (older recipes list theirs so
+    that they stay reproducible as the shared data grow).
+    """
+    if cfg.val.split not in ("validation", "selection"):
+        raise ValueError(f"val.split must be 'validation' or 'selection', not {cfg.val.split!r}")
+    val_names = tuple(cfg.val_sequences) if cfg.val_sequences is not None else VAL_SEQUENCES
+    train_names, val_list = split_sequences(names, val_names)
+    selection: list[str] = []
+    if cfg.val.split == "selection":
+        missing = [n for n in SELECTION_SEQUENCES if n not in train_names]
+        if missing:
+            raise ValueError(f"selection sequences not in the training split: {', '.join(missing)}")
+        selection = [n for n in train_names if n in SELECTION_SEQUENCES]
+        train_names, _ = split_sequences(train_names, tuple(selection))
+    if cfg.train_sequences is not None:
+        unknown = [n for n in cfg.train_sequences if n not in train_names]
+        if unknown:
+            raise ValueError(f"train_sequences not in the training split (held out, or not in the data): "
+                             f"{', '.join(unknown)}")
+        train_names = [n for n in train_names if n in cfg.train_sequences]
+    return train_names, val_list, selection
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
@@ -166,8 +212,10 @@ class BatchSource:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 note: str = "") -> None:
         self.out = Path(out_dir)
+        self.note = note
         self.ckpt_dir = self.out / "checkpoints"
         last = self.ckpt_dir / "last.pt"
         self.resume_state: dict[str, Any] | None = None
@@ -195,18 +243,22 @@ class Trainer:
         data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         names = sorted(p.name for p in (data_dir / "sequences").iterdir() if (p / "video.mp4").is_file())
-        val_names = tuple(cfg.val_sequences) if cfg.val_sequences is not None else None
-        train_names, val_names_list = split_sequences(names, val_names) if val_names else split_sequences(names)
-        self.train_names, self.val_names = train_names, val_names_list
+        train_names, val_names_list, selection_names = choose_sequences(cfg, names)
+        self.train_names, self.val_names, self.selection_names = train_names, val_names_list, selection_names
+        # What the in-training validation (and so the choice of best.pt) looks at.
+        self.check_names = selection_names if cfg.val.split == "selection" else val_names_list
         train_seqs = load_cached_sequences(data_dir, cache_dir, train_names)
-        val_seqs = load_cached_sequences(data_dir, cache_dir, val_names_list)
+        check_seqs = load_cached_sequences(data_dir, cache_dir, self.check_names)
         stills = StillImages.load(data_dir) if (data_dir / "still_images").is_dir() else None
         self.sampler = PairSampler(train_seqs, stills, cfg.pairs, seed=cfg.seed)
-        assert not set(self.sampler.sequence_names) & set(val_names_list), "validation sequence in training"
+        held_out = set(val_names_list) | set(selection_names)
+        assert not set(self.sampler.sequence_names) & held_out, "validation or selection sequence in training"
 
         from siammixer_ros.train.validate import Validator
 
-        self.validator = Validator(val_seqs, cfg.val.pairs, cfg.val.seed, cfg.val.tracking_sequences,
+        self.tracking_names = (list(cfg.val.tracking_sequences) if cfg.val.tracking_sequences is not None
+                               else self.check_names)
+        self.validator = Validator(check_seqs, cfg.val.pairs, cfg.val.seed, self.tracking_names,
                                    cfg.val.tracking_max_frames, cfg.channels_last, cfg.loss.triplet_weight,
                                    cfg.labels.pos_radius, cfg.labels.neg_radius,
                                    tracking_backend=cfg.val.tracking_backend)
@@ -216,8 +268,13 @@ class Trainer:
 
             self.teacher = NanoTrackTeacher(cfg.loss.teacher_dir, threads=1)
 
-        self.model = build_model(cfg)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but torch sees no CUDA device here")
+        self.model = build_model(cfg).to(self.device)
         self.adapter = build_feature_adapter(cfg, self.model)
+        if self.adapter is not None:
+            self.adapter = self.adapter.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model, self.adapter)
         self.step = 0
         self.pairs_seen = 0
@@ -229,6 +286,7 @@ class Trainer:
         if self.resume_state is not None:
             s = self.resume_state
             self.model.load_state_dict(s["model"])
+            self.model.to(self.device)
             if self.adapter is not None:
                 if "feature_adapter" not in s:
                     raise ValueError("--resume: the checkpoint has no feature adapter; feature distillation "
@@ -238,7 +296,7 @@ class Trainer:
             self.step, self.pairs_seen, self.elapsed = s["step"], s["pairs_seen"], s["elapsed_s"]
             self.best_metric, self.best_step = s["best_metric"], s["best_step"]
             self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
-            torch.set_rng_state(s["torch_rng"])
+            torch.set_rng_state(s["torch_rng"].cpu())
             # Steps after the checkpoint (a run killed between saves) are redone: drop their old log rows.
             for name in ("log.csv", "val.csv"):
                 self._truncate_csv(self.out / name, self.step)
@@ -262,6 +320,9 @@ class Trainer:
 
     def save(self, name: str = "last.pt", extra: dict[str, Any] | None = None) -> Path:
         state = self.state()
+        if name != "last.pt":
+            # Only last.pt resumes; the others are weights to export or compare (a third of the size).
+            state.pop("optimizer")
         if extra:
             state.update(extra)
         path = self.ckpt_dir / name
@@ -297,12 +358,17 @@ class Trainer:
     def validate(self, tracking: bool) -> dict[str, float]:
         metrics = {"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1)}
         t0 = time.time()
-        metrics.update(self.validator.pairs_metrics(self.model))
-        if tracking:
-            metrics.update(self.validator.tracking_metrics(self.model))
+        # The validator feeds CPU tensors and exports the weights for the project's tracker: it runs on the CPU.
+        self.model.to("cpu")
+        try:
+            metrics.update(self.validator.pairs_metrics(self.model))
+            if tracking:
+                metrics.update(self.validator.tracking_metrics(self.model))
+        finally:
+            self.model.to(self.device)
         metrics["val_time_s"] = round(time.time() - t0, 1)
         fields = ["step", "pairs", "elapsed_s", "val_loss", "val_peak_hit", "val_peak_err_px", "val_track_auc",
-                  "val_time_s"] + [f"auc/{n}" for n in self.cfg.val.tracking_sequences]
+                  "val_time_s"] + [f"auc/{n}" for n in self.tracking_names]
         self._append_csv("val.csv", metrics, fields)
         key = self.cfg.val.select_metric
         value = metrics.get(key)
@@ -313,31 +379,73 @@ class Trainer:
             self.save(f"pairs_{self.pairs_seen:07d}.pt", {"val_metrics": metrics})
         return metrics
 
+    # -- segments: one row per invocation of a run (a run continues across sessions and machines) ----------
+    def _write_segments(self, rows: list[dict[str, Any]]) -> None:
+        path = self.out / "segments.csv"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SEGMENT_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+    def _read_segments(self) -> list[dict[str, Any]]:
+        path = self.out / "segments.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _begin_segment(self) -> None:
+        rows = self._read_segments()
+        rows.append({"segment": len(rows) + 1, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "start_pairs": self.pairs_seen, "threads": self.cfg.threads, "device": self.cfg.device,
+                     "git_commit": git_commit(Path(__file__).resolve().parents[2]), "note": self.note})
+        self._write_segments(rows)
+        self._segment_start = (self.pairs_seen, self.elapsed)
+
+    def _end_segment(self) -> None:
+        rows = self._read_segments()
+        if not rows:
+            return
+        pairs = self.pairs_seen - self._segment_start[0]
+        hours = (self.elapsed - self._segment_start[1]) / 3600.0
+        rows[-1].update({"ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "end_pairs": self.pairs_seen,
+                         "train_hours": f"{hours:.3f}", "pairs_per_hour": f"{pairs / hours:.0f}" if hours > 0 else ""})
+        self._write_segments(rows)
+
     # -- the loop ------------------------------------------------------------------------------------
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         cfg = self.cfg
-        z, x = torch.from_numpy(batch["template"]), torch.from_numpy(batch["search"])
+        dev = self.device
+
+        def tensor(name: str) -> torch.Tensor:
+            return torch.from_numpy(batch[name]).to(dev)
+
+        z, x = tensor("template"), tensor("search")
         if cfg.channels_last:
             z, x = z.contiguous(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        labels = torch.from_numpy(batch["label"])
+        labels = tensor("label")
         lr = lr_at(cfg, self.pairs_seen)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         self.model.train()
-        zf, xf = self.model.template_features(z), self.model.search_features(x)
-        scores = self.model.head(zf, xf)
+        # Only the network runs in bfloat16; the losses (logs, softplus, BCE) see float32 scores.
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+            zf, xf = self.model.template_features(z), self.model.search_features(x)
+            scores = self.model.head(zf, xf)
+        scores, zf, xf = scores.float(), zf.float(), xf.float()
         losses = joint_loss(scores, labels, cfg.loss.triplet_weight)
         total = losses["total"]
-        distill = torch.zeros(())
-        feature_distill = torch.zeros(())
+        distill = torch.zeros((), device=dev)
+        feature_distill = torch.zeros((), device=dev)
         if self.adapter is not None:
             feature_distill = 0.5 * (
-                feature_distillation_loss(self.adapter(zf), torch.from_numpy(batch["teacher_template_features"]))
-                + feature_distillation_loss(self.adapter(xf), torch.from_numpy(batch["teacher_search_features"])))
+                feature_distillation_loss(self.adapter(zf), tensor("teacher_template_features"))
+                + feature_distillation_loss(self.adapter(xf), tensor("teacher_search_features")))
             total = total + cfg.loss.feature_distill_weight * feature_distill
         if self.teacher is not None and cfg.loss.distill_weight > 0:
-            distill = distillation_loss(scores, torch.from_numpy(batch["teacher"]),
-                                        torch.from_numpy(batch["positive"]), cfg.loss.distill_mode,
+            distill = distillation_loss(scores, tensor("teacher"), tensor("positive"), cfg.loss.distill_mode,
                                         cfg.loss.distill_temperature)
             total = total + cfg.loss.distill_weight * distill
         if not torch.isfinite(total):
@@ -375,6 +483,7 @@ class Trainer:
         last_ckpt = time.time()
         steps_done = 0
         last_row: dict[str, Any] = {}
+        self._begin_segment()
         try:
             while self.step < total_steps and not self._stop_requested:
                 if max_steps is not None and steps_done >= max_steps:
@@ -416,6 +525,7 @@ class Trainer:
             if finished and not already:
                 self.validate(tracking=tracking)
             self.save()
+            self._end_segment()
         finally:
             self.batches.close()
             if bar is not None:

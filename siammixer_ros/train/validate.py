@@ -252,12 +252,14 @@ class Validator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Score checkpoints on the validation split with the project's tracker (what checkpoint selection uses)."""
+    """Score checkpoints with the project's tracker on the selection split (default; what checkpoint selection of
+    runs since 0.2 uses) or the validation split."""
     import argparse
     import json
     import time
     from pathlib import Path
 
+    from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
     from siammixer_ros.model.network import SiamMixer
     from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
     from siammixer_ros.train.data import VAL_SEQUENCES
@@ -269,10 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=0, help="first N frames of each sequence (0: all)")
     parser.add_argument("--backend", choices=("tracker", "builtin"), default="tracker")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--split", choices=("selection", "validation"), default="selection",
+                        help="selection: training sequences held back for choosing; validation: the reported split")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sequences = load_cached_sequences(args.data, args.cache, list(VAL_SEQUENCES))
+    names = SELECTION_SEQUENCES if args.split == "selection" else VAL_SEQUENCES
+    sequences = load_cached_sequences(args.data, args.cache, list(names))
     results = {}
     for ckpt in args.checkpoints:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
