@@ -248,3 +248,63 @@ def test_a_finished_run_validates_its_last_step_once(tiny_data: Path, tmp_path: 
     other = Trainer(_config(tiny_data, tmp_path / "cache", total_pairs=8), tmp_path / "other", progress=False)
     other.run()
     assert len((tmp_path / "other" / "val.csv").read_text().splitlines()) == 2
+
+
+def test_a_data_pack_trains_without_the_shared_data(tiny_data: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path: a pack of some frames (within a size limit) stands in for ../shared and the frame cache."""
+    from siammixer_ros.train import trainer as trainer_module
+    from siammixer_ros.train.cache import load_cached_sequences
+    from siammixer_ros.train.pack import build_pack
+
+    sequences = load_cached_sequences(tiny_data, tmp_path / "cache", ["clip_a", "clip_b"])
+    manifest = build_pack(sequences, tiny_data, None, tmp_path / "pack", max_mib=0.5, max_side=80)
+    assert (tmp_path / "pack" / "site" / "yaml" / "__init__.py").is_file()
+    assert manifest["bytes"] <= 0.5 * 2**20
+    packed = manifest["sequences"]["clip_a"]
+    assert 2 <= packed["packed"] <= 8 and packed["scale"] == 0.5  # 160 px wide frames -> 80
+    first = next(b for b in packed["boxes"] if b[0] is not None)
+    assert first[2] == 10.0  # the 20 px target, scaled with its frame
+    monkeypatch.setattr(trainer_module, "SELECTION_SEQUENCES", ("clip_b",))
+    cfg = _config(tiny_data, tmp_path / "cache")
+    cfg.pack_dir, cfg.data_dir, cfg.val.split, cfg.val.tracking_sequences = str(tmp_path / "pack"), "/nonexistent", \
+        "selection", None
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.train_names == ["clip_a"] and trainer.check_names == ["clip_b"] and trainer.val_names == []
+    trainer.run(max_steps=1)
+    assert trainer.step == 1
+    # Pseudo pairs take any frame "up to N later": a frame that is not packed reads as the nearest packed one.
+    from siammixer_ros.train.pack import PackedSequence
+
+    (clip_a,) = [s for s in trainer.sampler.sequences if s.name == "clip_a"]
+    sparse = PackedSequence("clip_a", clip_a.directory, clip_a.boxes, np.array([0, 5]))
+    np.testing.assert_array_equal(sparse.frame(4), sparse.frame(5))
+    np.testing.assert_array_equal(sparse.frame(1), sparse.frame(0))
+
+
+def test_worker_processes_build_the_same_batches(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = _config(tiny_data, tmp_path / "cache")
+    cfg.data_workers = 1
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    try:
+        from_workers = [trainer.batches.get(step) for step in (0, 1)]
+    finally:
+        trainer.batches.close()
+    for step, batch in enumerate(from_workers):
+        local = trainer.batches.make(step)
+        np.testing.assert_array_equal(batch["search"], local["search"])
+        np.testing.assert_array_equal(batch["label"], local["label"])
+
+
+def test_set_overrides_config_values_and_refuses_unknown_keys() -> None:
+    from siammixer_ros.train.config import TrainConfig, apply_overrides
+
+    cfg = apply_overrides(TrainConfig(), ["schedule.tracking_val_every_pairs=0", "pairs.sources.pseudo=0.2",
+                                          "device=cuda", "val.tracking_sequences=[a, b]"])
+    assert cfg.schedule.tracking_val_every_pairs == 0 and cfg.pairs.sources["pseudo"] == 0.2
+    assert cfg.pairs.sources["video"] == TrainConfig().pairs.sources["video"]  # the other sources stay
+    assert cfg.device == "cuda" and cfg.val.tracking_sequences == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown config keys in optim: lrr"):
+        apply_overrides(TrainConfig(), ["optim.lrr=1"])
+    with pytest.raises(ValueError, match="dotted.key=value"):
+        apply_overrides(TrainConfig(), ["optim.lr"])

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     parser.add_argument("--device", help="override the config's device (cpu, cuda)")
     parser.add_argument("--note", default="", help="what changed in this segment of the run (segments.csv)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set schedule.tracking_val_every_pairs=0 (repeatable)")
+    parser.add_argument("--max-minutes", type=float, help="stop (saving last.pt) after this many minutes of training")
     args = parser.parse_args(argv)
 
     try:
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: training needs torch (pip install '.[train]', torch==2.13.0)", file=sys.stderr)
         return 2
-    from siammixer_ros.train.config import config_from_dict, load_config
+    from siammixer_ros.train.config import apply_overrides, config_from_dict, load_config
     from siammixer_ros.train.trainer import Trainer
 
     if args.resume:
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device:
         cfg.device = args.device
     try:
+        cfg = apply_overrides(cfg, args.set)
         trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress, note=args.note)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {args.out}: {len(trainer.train_names)} training sequences; in-training validation on "
           f"{cfg.val.split} ({', '.join(trainer.check_names)}); never trained on: {', '.join(trainer.val_names)}; "
           f"step {trainer.step}, pairs {trainer.pairs_seen}", flush=True)
-    result = trainer.run(max_steps=args.max_steps)
+    result = trainer.run(max_steps=args.max_steps,
+                         max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
     print(f"stopped at step {result['step']} ({result['pairs_seen']} pairs), finished={result['finished']}, "
           f"best {cfg.val.select_metric}={result['best_metric']:.4f} at step {result['best_step']}", flush=True)
     return 0

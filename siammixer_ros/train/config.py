@@ -73,11 +73,13 @@ class TrainConfig:
     threads: int = 1
     channels_last: bool = True
     prefetch: bool = True                 # build the next batch in a thread while this one trains
+    data_workers: int = 0                 # >0: batches built in this many processes (a GPU machine's cores)
     data_dir: str | None = None           # default ../shared/data beside the repository
     cache_dir: str | None = None          # default $SIAMMIXER_CACHE or ~/.cache/siammixer_ros
     val_sequences: list[str] | None = None  # default: the shared README's validation split
     train_sequences: list[str] | None = None  # default: the training split (minus the selection split if used)
     device: str = "cpu"                   # "cuda" on a GPU machine; data and teacher stay on the CPU
+    pack_dir: str | None = None           # a data pack (siammixer_ros/train/pack.py) instead of data_dir + cache
     autocast_bf16: bool = False           # bfloat16 autocast of the network's forward pass (CPU with avx512_bf16, GPU)
     pairs: PairConfig = field(default_factory=PairConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
@@ -144,6 +146,23 @@ def read_config_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     return merge_config_dicts(read_config_dict(path.parent / base, (*_chain, path)), values)
 
 
+def apply_overrides(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """``cfg`` with ``dotted.key=value`` assignments applied (values parsed as YAML; unknown keys are an error)."""
+    values = config_to_dict(cfg)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects dotted.key=value, got {assignment!r}")
+        override: dict[str, Any] = {}
+        node = override
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+        values = merge_config_dicts(values, override)
+    return config_from_dict(values)
+
+
 def load_config(path: str | Path) -> TrainConfig:
     return config_from_dict(read_config_dict(path))
 
@@ -167,5 +186,5 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
 
 
 __all__ = ["AugmentConfig", "LabelConfig", "LossConfig", "OptimConfig", "PairConfig", "ScheduleConfig",
-           "TrainConfig", "ValConfig", "config_from_dict", "config_to_dict", "load_config", "merge_config_dicts",
-           "read_config_dict", "save_config"]
+           "TrainConfig", "ValConfig", "apply_overrides", "config_from_dict", "config_to_dict", "load_config",
+           "merge_config_dicts", "read_config_dict", "save_config"]

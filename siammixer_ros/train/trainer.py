@@ -16,6 +16,7 @@ the batches an uninterrupted run would have drawn, whatever the prefetch thread 
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import os
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 
 from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
+from siammixer_ros.train.batches import make_batch
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from siammixer_ros.train.data import VAL_SEQUENCES, PairSampler, StillImages, collate, split_sequences
+from siammixer_ros.train.data import VAL_SEQUENCES, PairSampler, StillImages, split_sequences
 from siammixer_ros.train.losses import distillation_loss, feature_distillation_loss, joint_loss
 
 SEGMENT_FIELDS = ["segment", "started_at", "ended_at", "start_pairs", "end_pairs", "train_hours", "pairs_per_hour",
@@ -149,7 +151,8 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 class BatchSource:
-    """Builds batch ``step`` from its own RNG; optionally one step ahead in a background thread."""
+    """Builds batch ``step`` from its own RNG: in the training process, one step ahead in a thread (``prefetch``),
+    or in ``data_workers`` processes that keep a window of batches in flight (a GPU machine's cores)."""
 
     def __init__(self, sampler: PairSampler, cfg: TrainConfig, teacher: Any | None, prefetch: bool) -> None:
         self.sampler, self.cfg, self.teacher = sampler, cfg, teacher
@@ -158,20 +161,11 @@ class BatchSource:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_step: int | None = None
+        self._pool: Any = None
+        self._pending: collections.deque = collections.deque()
 
     def make(self, step: int) -> dict[str, np.ndarray]:
-        self.sampler.rng = np.random.default_rng([self.cfg.seed, step])
-        pairs = [self.sampler.sample() for _ in range(self.cfg.optim.batch_size)]
-        batch = collate(pairs, self.cfg.labels.pos_radius, self.cfg.labels.neg_radius)
-        batch["kinds"] = np.array([p.kind for p in pairs])
-        if self.teacher is not None:
-            out = self.teacher.outputs(np.stack([p.template for p in pairs]), np.stack([p.search for p in pairs]),
-                                       features=self.cfg.loss.feature_distill_weight > 0)
-            batch["teacher"] = out["logits"]
-            if "template_features" in out:
-                batch["teacher_template_features"] = out["template_features"]
-                batch["teacher_search_features"] = out["search_features"]
-        return batch
+        return make_batch(self.sampler, self.cfg, self.teacher, step)
 
     def _worker(self, start: int) -> None:
         step = start
@@ -188,7 +182,33 @@ class BatchSource:
                     continue
             step += 1
 
+    def _from_workers(self, step: int) -> dict[str, np.ndarray]:
+        import multiprocessing
+
+        from siammixer_ros.train.batches import init_worker, worker_batch
+
+        workers = self.cfg.data_workers
+        if self._pool is None:
+            teacher_dir = None
+            if self.teacher is not None:
+                teacher_dir = self.cfg.loss.teacher_dir or ""
+            # spawn, not fork: the parent holds torch and onnxruntime thread pools that a fork would copy broken.
+            self._pool = multiprocessing.get_context("spawn").Pool(
+                workers, initializer=init_worker, initargs=(self.sampler, self.cfg, teacher_dir))
+        if self._next_step != step:
+            self._pending.clear()
+            self._next_step = step
+        while len(self._pending) < 2 * workers:
+            queued = self._next_step + len(self._pending)
+            self._pending.append(self._pool.apply_async(worker_batch, (queued,)))
+        got_step, batch = self._pending.popleft().get()
+        assert got_step == step, (got_step, step)
+        self._next_step = step + 1
+        return batch
+
     def get(self, step: int) -> dict[str, np.ndarray]:
+        if self.cfg.data_workers > 0:
+            return self._from_workers(step)
         if not self.prefetch:
             return self.make(step)
         if self._thread is None or self._next_step != step:
@@ -209,6 +229,11 @@ class BatchSource:
             self._stop.set()
             self._thread.join(timeout=30)
             self._thread = None
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+            self._pending.clear()
 
 
 class Trainer:
@@ -242,13 +267,27 @@ class Trainer:
 
         data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-        names = sorted(p.name for p in (data_dir / "sequences").iterdir() if (p / "video.mp4").is_file())
+        if cfg.pack_dir:
+            # A machine without ../shared: frames, still images and teacher come from the pack (pack.py).
+            from siammixer_ros.train.pack import load_pack, pack_sequence_names
+
+            if cfg.val.split != "selection":
+                raise ValueError("a data pack holds no validation sequences: use val.split selection")
+            data_dir = Path(cfg.pack_dir)
+            names = pack_sequence_names(data_dir)
+            if (data_dir / "teacher").is_dir():
+                cfg.loss.teacher_dir = str(data_dir / "teacher")
+        else:
+            names = sorted(p.name for p in (data_dir / "sequences").iterdir() if (p / "video.mp4").is_file())
         train_names, val_names_list, selection_names = choose_sequences(cfg, names)
         self.train_names, self.val_names, self.selection_names = train_names, val_names_list, selection_names
         # What the in-training validation (and so the choice of best.pt) looks at.
         self.check_names = selection_names if cfg.val.split == "selection" else val_names_list
-        train_seqs = load_cached_sequences(data_dir, cache_dir, train_names)
-        check_seqs = load_cached_sequences(data_dir, cache_dir, self.check_names)
+        if cfg.pack_dir:
+            train_seqs, check_seqs = load_pack(data_dir, train_names), load_pack(data_dir, self.check_names)
+        else:
+            train_seqs = load_cached_sequences(data_dir, cache_dir, train_names)
+            check_seqs = load_cached_sequences(data_dir, cache_dir, self.check_names)
         stills = StillImages.load(data_dir) if (data_dir / "still_images").is_dir() else None
         self.sampler = PairSampler(train_seqs, stills, cfg.pairs, seed=cfg.seed)
         held_out = set(val_names_list) | set(selection_names)
@@ -467,7 +506,7 @@ class Trainer:
     def _request_stop(self, signum: int, frame: Any) -> None:
         self._stop_requested = True
 
-    def run(self, max_steps: int | None = None) -> dict[str, Any]:
+    def run(self, max_steps: int | None = None, max_seconds: float | None = None) -> dict[str, Any]:
         cfg = self.cfg
         bs = cfg.optim.batch_size
         total_steps = math.ceil(cfg.schedule.total_pairs / bs)
@@ -480,13 +519,15 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=total_steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=5)
-        last_ckpt = time.time()
+        last_ckpt = started = time.time()
         steps_done = 0
         last_row: dict[str, Any] = {}
         self._begin_segment()
         try:
             while self.step < total_steps and not self._stop_requested:
                 if max_steps is not None and steps_done >= max_steps:
+                    break
+                if max_seconds is not None and time.time() - started >= max_seconds:
                     break
                 t0 = time.time()
                 batch = self.batches.get(self.step)
