@@ -41,6 +41,7 @@ from rcl_interfaces.msg import (
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -127,10 +128,11 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 class TrackerNodeMixin:
-    """The tracker node's behaviour, in steps (a lifecycle node can run them on its transitions):
-    :meth:`_declare` (parameters), :meth:`_configure` (model, outputs, services, diagnostics, processing thread),
-    :meth:`_activate` (input subscriptions), :meth:`_deactivate` (input freed, tracking paused) and
-    :meth:`_cleanup` (everything from configure freed, the model included). Mixed into an rclpy ``Node``."""
+    """The tracker node's behaviour, in steps that the plain node runs at once and the lifecycle node runs on its
+    transitions: :meth:`_declare` (parameters), :meth:`_configure` (model, outputs, services, diagnostics,
+    processing thread), :meth:`_activate` (input subscriptions), :meth:`_deactivate` (input freed, tracking
+    paused) and :meth:`_cleanup` (everything from configure freed, the model included). Mixed into an rclpy
+    ``Node`` (or ``LifecycleNode``)."""
 
     def _declare(self) -> None:
         self._specs = {spec.name: spec for spec in all_param_specs()}
@@ -466,9 +468,61 @@ class SiamMixerTrackerNode(TrackerNodeMixin, Node):
         self._activate()
 
 
+class SiamMixerTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
+    """The managed (lifecycle) variant: parameters at construction; configure loads the model and creates the
+    outputs and services, activate subscribes to the camera, deactivate frees the subscription and pauses the
+    track, cleanup frees the model. See docs/node.md, "Lifecycle node"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self.get_logger().info("unconfigured: configure loads the model, activate subscribes to the camera")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except StartupError as exc:
+            self.get_logger().error(f"cannot configure: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: model {self._model_path} loaded")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("inactive: camera subscription freed, tracking paused")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("unconfigured: model freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: freeing everything")
+        if self._active:
+            self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+
 def main(args: list[str] | None = None) -> int:
     """The plain node (console script siammixer_tracker)."""
     return _run(SiamMixerTrackerNode, args)
+
+
+def main_lifecycle(args: list[str] | None = None) -> int:
+    """The lifecycle node (console script siammixer_tracker_lifecycle); it waits, unconfigured, for transitions."""
+    return _run(SiamMixerTrackerLifecycleNode, args)
 
 
 def _run(node_class: type, args: list[str] | None) -> int:
@@ -499,4 +553,4 @@ def _run(node_class: type, args: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_lifecycle() if "--lifecycle" in sys.argv[1:2] else main())
