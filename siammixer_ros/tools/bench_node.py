@@ -223,6 +223,8 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             else _node_missed(diag) - missed_at_start,
             "resolved_mode": diag.get(f"{NODE}: model and resources", {}).get("execution mode", mode),
             "stale_frames": stale,
+            "node_rss_mib": (int(rss) / 2**20 if (rss := diag.get(f"{NODE}: model and resources", {})
+                                                  .get("rss bytes")) else None),
         }
     finally:
         if process.poll() is None:
@@ -276,11 +278,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "Executor: the node's executor_threads (1: SingleThreadedExecutor, more: MultiThreadedExecutor). Node "
         "missed = frames the node itself counted as missed before its callback (stamp gaps) in the measured window "
         "(from its diagnostics report before the window to the last one; median of the runs). "
-        "Load = the 1-minute load average at the end of each run (min .. max of the row's runs).",
+        "Node RSS = the node process's resident memory in its last diagnostics report of a run (median of the "
+        "runs). Load = the 1-minute load average at the end of each run (min .. max of the row's runs).",
         "",
         "| path | threads | executor | mode | p50 ms | p95 ms | max ms (median of run maxima) | drop rate "
-        "| node missed | output Hz | node processing p50 / p95 ms | node wait p95 ms | stale frames | state | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| node missed | output Hz | node processing p50 / p95 ms | node wait p95 ms | stale frames | state "
+        "| node RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["summary"]:
         def fmt(v: float | None, spec: str = ".1f") -> str:
@@ -291,7 +295,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                      f"{fmt(row['max_ms'])} | {fmt(row['drop_rate'], '.3f')} | {fmt(row.get('node_missed'), '.0f')} | "
                      f"{fmt(row['output_rate_hz'])} | "
                      f"{fmt(row['node_processing_p50_ms'])} / {fmt(row['node_processing_p95_ms'])} | "
-                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} | {row.get('load', 'n/a')} |")
+                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} | "
+                     f"{fmt(row.get('node_rss_mib'), '.0f')} | {row.get('load', 'n/a')} |")
     target = results["target"]
     lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
               f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
@@ -362,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.append({
             "path": path, "threads": threads, "executor_threads": executor_threads,
             "node_missed": _median([float(m) for m in missed if m is not None]),
+            "node_rss_mib": _median([r.get("node_rss_mib") for r in mine]),
             "load": f"{min(loads):.1f} .. {max(loads):.1f}" if loads else "n/a",
             "mode": mode if resolved == [mode] else f"{mode} ({', '.join(resolved)})",
             "states": ", ".join(sorted({str(r["final_state"]) for r in mine})),
