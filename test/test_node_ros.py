@@ -265,12 +265,15 @@ def test_detections_follow_the_target_with_the_image_stamps(raw, frames):
     assert response.success, response.message
     assert response.track_id >= 1 and stamp_ns(response.frame_stamp) == stamp_ns(stamp_of(0))
     assert (response.used_x, response.used_y, response.used_width, response.used_height) == BOXES[0]
-    for i in range(1, 12):
+    # Frame 1 until tracked: the first update of a fresh node warms onnxruntime up (hundreds of ms on a loaded
+    # machine, during which the frames after it would be dropped: 3 of 11 tracked at load 9).
+    raw.publish_until_processed(frames[1], 1)
+    for i in range(2, 12):
         raw.publish(frames[i], i)
-        time.sleep(0.06)
+        time.sleep(0.1)  # 10 Hz: slower than tracking even at load 9 (40-60 ms a frame; at 16 Hz 5 of 11 were tracked)
     wait_until(lambda: raw.detection_for(11), DISCOVERY_TIMEOUT_S, "the detection of frame 11")
     followed = [(i, raw.detection_for(i)) for i in range(1, 12) if raw.detection_for(i) is not None]
-    assert len(followed) >= 6  # best-effort transport at 16 Hz: nearly all arrive
+    assert len(followed) >= 6  # best-effort transport at 10 Hz: nearly all arrive
     for i, detection in followed:
         assert detection.header.frame_id == "camera"
         assert detection.id == str(response.track_id)
