@@ -55,6 +55,7 @@ setup(
     entry_points={
         "console_scripts": [
             "siammixer_tracker = siammixer_ros.ros.node:main",
+            "siammixer_tracker_lifecycle = siammixer_ros.ros.node:main_lifecycle",
             "siammixer-model-info = siammixer_ros.tools.model_info:main",
             "siammixer-export = siammixer_ros.model.export:main",
             "siammixer-bench-network = siammixer_ros.tools.bench_network:main",

@@ -13,6 +13,8 @@ Arguments:
   namespace     namespace of the node (its topics and services move with it)
   use_sim_time  true when replaying a rosbag with --clock
   log_level     debug, info, warn, error
+  lifecycle     true: start the lifecycle (managed) node siammixer_tracker_lifecycle, which waits unconfigured for
+                `ros2 lifecycle set <node> configure` and `activate` (docs/node.md); false (default): the plain node
 """
 
 import os
@@ -20,6 +22,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
@@ -29,7 +32,21 @@ PACKAGE = "siammixer_ros"
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
     image_topic = LaunchConfiguration("image_topic")
+    lifecycle = LaunchConfiguration("lifecycle")
     use_sim_time = PythonExpression(["'", LaunchConfiguration("use_sim_time"), "'.lower() in ('true', '1')"])
+    # The plain node or the lifecycle one (launch argument lifecycle), with the same settings.
+    node = dict(
+        name="siammixer_tracker",
+        namespace=LaunchConfiguration("namespace"),
+        # The model comes from the launch argument (the parameter files leave model_path out).
+        parameters=[LaunchConfiguration("params_file"),
+                    {"model_path": LaunchConfiguration("model"), "use_sim_time": use_sim_time}],
+        # The compressed input follows: the node reads <remapped image topic>/compressed (image_transport).
+        remappings=[("image", image_topic)],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        output="screen",
+        emulate_tty=True,
+    )
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "tracker.yaml"),
                               description="Node parameter file (config/tracker.yaml or config/tracker_arm.yaml)"),
@@ -40,18 +57,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock (rosbag play --clock)"),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level"),
-        Node(
-            package=PACKAGE,
-            executable="siammixer_tracker",
-            name="siammixer_tracker",
-            namespace=LaunchConfiguration("namespace"),
-            # The model comes from the launch argument (the parameter files leave model_path out).
-            parameters=[LaunchConfiguration("params_file"),
-                        {"model_path": LaunchConfiguration("model"), "use_sim_time": use_sim_time}],
-            # The compressed input follows: the node reads <remapped image topic>/compressed (image_transport).
-            remappings=[("image", image_topic)],
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-            output="screen",
-            emulate_tty=True,
-        ),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="true: the lifecycle node (configure, activate with ros2 lifecycle)"),
+        Node(package=PACKAGE, executable="siammixer_tracker", condition=UnlessCondition(lifecycle), **node),
+        Node(package=PACKAGE, executable="siammixer_tracker_lifecycle", condition=IfCondition(lifecycle), **node),
     ])

@@ -124,9 +124,11 @@ def _session(**overrides):
     from siammixer_ros.core.tracker import TrackState
 
     clock = [100.0]
-    values = dict(state=TrackState.TRACKING, score=0.8, track_id=3, label="car", box=(1.0, 2.0, 30.0, 40.0),
+    values = dict(state=TrackState.TRACKING, score=0.8, psr=7.5, reason="", track_id=3, label="car",
+                  box=(1.0, 2.0, 30.0, 40.0),
                   frames_processed=12, bad_frames=1, tracker_errors=0, last_error=None, frames_received=0,
-                  dropped_frames=0, latencies=StageLatencies(10), input_rate=RateMeter(2.0, clock=lambda: clock[0]),
+                  dropped_frames=0, frames_missed=0, stamps_backwards=0, latencies=StageLatencies(10),
+                  input_rate=RateMeter(2.0, clock=lambda: clock[0]),
                   output_rate=RateMeter(2.0, clock=lambda: clock[0]))
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -142,12 +144,14 @@ def _run(task) -> diag.StatusWrapper:
     (None, float("nan"), diag.OK, "no target set (call set_target or click twice)"),
     ("TRACKING", 0.8, diag.OK, "tracking target 3"),
     ("UNCERTAIN", 0.2, diag.WARN, "low score 0.20 (< 0.3)"),
+    ("UNCERTAIN", 0.6, diag.OK, "uncertain target 3: PSR 2.5 < tracker.tracking_psr 4"),
     ("LOST", 0.1, diag.WARN, "target 3 lost"),
 ])
 def test_tracking_task_levels_and_state_names(state, score, level, message):
     from siammixer_ros.core.tracker import TrackState
 
-    session = _session(state=None if state is None else TrackState[state], score=score)
+    reason = "PSR 2.5 < tracker.tracking_psr 4" if state == "UNCERTAIN" else ""
+    session = _session(state=None if state is None else TrackState[state], score=score, reason=reason)
     status = _run(lambda s: diag.tracking_task(s, session, CFG))
     assert (status.level, status.message) == (level, message)
     assert status.as_dict()["state"] == (state or "IDLE")
@@ -175,12 +179,45 @@ def test_rates_task_counts_drops_since_the_previous_report_and_reports_silence()
     session.input_rate.tick(99.9)
     session.frames_received, session.dropped_frames = 10, 6  # 60 % dropped: WARN
     status = _run(lambda s: task(s, session, CFG, now=100.0))
-    assert (status.level, status.message) == (diag.WARN, "60% of frames dropped")
+    assert (status.level, status.message) == (diag.WARN, "60% of frames not processed")
     session.frames_received, session.dropped_frames = 20, 6  # none dropped since the last report
     status = _run(lambda s: task(s, session, CFG, now=100.0))
     assert (status.level, status.message, status.as_dict()["drop rate"]) == (diag.OK, "receiving", "0.000")
     status = _run(lambda s: task(s, session, CFG, now=103.0))  # 3.1 s without an image > input_timeout 2 s
     assert (status.level, status.message) == (diag.ERROR, "no image on /camera/image for 3.1 s")
+
+
+def test_rates_task_counts_frames_missed_before_the_node_and_warns_below_the_camera_rate():
+    task = diag.RatesTask("/camera/image")
+    session = _session()
+    for i in range(21):  # 20 Hz over the last second
+        session.input_rate.tick(99.0 + i * 0.05)
+    cfg = {**CFG, "expected_rate_hz": 30.0}
+    session.frames_received, session.frames_missed, session.dropped_frames = 20, 10, 2
+    status = _run(lambda s: task(s, session, cfg, now=100.0))
+    values = status.as_dict()
+    assert status.level == diag.WARN
+    assert status.message == "input rate 20.0 Hz below the expected 30 Hz"  # 12 of 30 (40 %) < drop_rate_warn
+    assert (values["frames missed before the node"], values["frames not processed"], values["drop rate"]) == (
+        "10", "12", "0.400")
+    status = _run(lambda s: task(s, session, {**cfg, "expected_rate_hz": 21.0}, now=100.0))
+    assert (status.level, status.message) == (diag.OK, "receiving")  # 20 Hz >= 90 % of 21 Hz
+    status = _run(lambda s: task(s, session, {**cfg, "expected_rate_hz": 0.0}, now=100.0))
+    assert status.level == diag.OK  # 0: no expected rate
+
+
+def test_stamp_gaps_use_the_expected_period_or_the_stamps_own():
+    from siammixer_ros.ros.stats import StampGaps
+
+    ms = 1_000_000
+    gaps = StampGaps()
+    observed = [gaps.observe(t * 33 * ms) for t in (1, 2, 3, 4, 5, 8, 9)]  # 6 and 7 missing
+    assert [m for m, _ in observed] == [0, 0, 0, 0, 0, 2, 0] and gaps.missed == 2
+    assert gaps.observe(8 * 33 * ms) == (0, True) and gaps.backwards == 1  # backwards: no gap, counted apart
+    assert gaps.observe(0) == (0, False)  # unstamped
+    assert gaps.observe(60_000 * ms)[0] == 0  # a pause of a minute is silence, not 1800 lost frames
+    known = StampGaps(expected_rate_hz=10.0)
+    assert [known.observe(t * 100 * ms)[0] for t in (1, 4)] == [0, 2]
 
 
 def test_resources_task_reports_the_model_and_warns_over_the_rss_limit(tmp_path):

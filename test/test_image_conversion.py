@@ -12,6 +12,7 @@ import pytest
 from siammixer_ros.ros.image_conversion import (
     ImageConversionError,
     ImageConverter,
+    compressed_image_size,
     compressed_msg_to_bgr,
     encode_compressed,
     fill_image_msg,
@@ -174,3 +175,44 @@ def test_broken_cv_bridge_falls_back_with_a_message(monkeypatch, bgr):
     converter = make_converter(SimpleNamespace, log=messages.append)
     assert converter.backend == "built-in"
     assert messages and "cv_bridge is installed but does not work" in messages[0]
+
+
+@pytest.mark.parametrize("ext,params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                                        (".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
+                                        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])])  # 101: lossless (VP8L)
+def test_compressed_image_size_is_read_from_the_header(ext, params):
+    ok, data = cv2.imencode(ext, np.zeros((48, 65, 3), np.uint8), params)
+    assert ok and compressed_image_size(data.tobytes()) == (65, 48)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A real PNG's bytes with the header's size changed (as a crafted or corrupt file would claim)."""
+    ok, data = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(data.tobytes())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_a_huge_compressed_image_is_refused_before_decoding(monkeypatch):
+    # A 97 kB PNG can decode to 10000x10000 (293 MiB that the process keeps): refused from its header, unread.
+    def no_decode(*_args):
+        raise AssertionError("cv2.imdecode was called on an image over the limit")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    msg = SimpleNamespace(format="png", data=_png_claiming(10000, 10000))
+    with pytest.raises(ImageConversionError, match=r"too large: 10000x10000 = 100000000 pixels > max_image_pixels "
+                                                   r"16777216; refused without decoding it"):
+        ImageConverter(max_pixels=4096 * 4096).to_bgr(msg, compressed=True)
+
+
+def test_a_huge_raw_image_is_refused_by_its_size_and_small_ones_pass(bgr):
+    huge = SimpleNamespace(height=10000, width=10000, encoding="bgr8", is_bigendian=0, step=30000, data=b"\0" * 10)
+    with pytest.raises(ImageConversionError, match="too large: 10000x10000"):
+        ImageConverter(max_pixels=1_000_000).to_bgr(huge, compressed=False)
+    assert np.array_equal(ImageConverter(max_pixels=35).to_bgr(_msg(bgr, "bgr8"), compressed=False), bgr)  # 7x5
+    with pytest.raises(ImageConversionError, match="too large: 7x5 = 35 pixels > max_image_pixels 34"):
+        ImageConverter(max_pixels=34).to_bgr(_msg(bgr, "bgr8"), compressed=False)
+    png = SimpleNamespace(format="png", data=encode_compressed(bgr, "png"))
+    with pytest.raises(ImageConversionError, match="too large: 7x5"):
+        ImageConverter(max_pixels=34).to_bgr(png, compressed=True)
+    assert np.array_equal(ImageConverter(max_pixels=0).to_bgr(png, compressed=True), bgr)  # 0: no limit

@@ -62,6 +62,10 @@ def test_tracker_status_fields():
     assert (status.x, status.y, status.width, status.height) == (0.0, 0.0, 0.0, 0.0)
     assert (status.track_id, status.label, status.fps, status.processing_ms) == (4, "car", 29.5, 12.25)
     assert (status.frames_processed, status.dropped_frames) == (100, 7)
+    assert (status.psr, status.reason) == (0.0, "")  # no PSR given: 0
+    uncertain = messages.tracker_status(plain, "H", TrackState.UNCERTAIN, 0.4, 4, "car", (1, 2, 3, 4), 29.5, 12.0,
+                                        100, 7, psr=3.5, reason="PSR 3.5 < tracker.tracking_psr 4")
+    assert (uncertain.state, uncertain.psr, uncertain.reason) == (2, 3.5, "PSR 3.5 < tracker.tracking_psr 4")
     idle = messages.tracker_status(plain, "H", None, 0.5, 0, "", (1, 2, 3, 4), 0.0, 0.0, 0, 0)
     assert idle.state == 0 and (idle.x, idle.y, idle.width, idle.height, idle.score) == (1.0, 2.0, 3.0, 4.0, 0.5)
 

@@ -77,6 +77,49 @@ def test_frames_arriving_while_busy_are_dropped_not_queued(session, frames):
     assert session.process_next(timeout=0.0) is None  # nothing queued behind it
 
 
+def test_the_image_callback_never_waits_for_the_tracker(session, frames):
+    # An update (or a SetTarget catch-up) holds the session's lock; a frame arriving meanwhile must still be
+    # stored at once, with its arrival time taken before anything else.
+    import threading
+    import time
+
+    session.clock = time.monotonic
+    done = threading.Event()
+    msg = _image_msg(frames[0], 0)
+    with session._lock:
+        start = time.monotonic()
+        worker = threading.Thread(target=lambda: (session.on_frame(msg, msg.header, False), done.set()))
+        worker.start()
+        assert done.wait(2.0), "on_frame waited for the tracker's lock"
+    worker.join()
+    newest = session.ring.newest()
+    assert newest is not None and start <= newest.received < start + 1.0
+
+
+def test_frames_lost_before_the_node_are_counted_from_stamp_gaps(session, frames):
+    # Frames 0..20 at 10 Hz; 5, 6 and 12 never arrive (lost in the middleware): 3 missed.
+    _feed(session, frames[:1] * 21, [i for i in range(21) if i not in (5, 6, 12)])
+    assert (session.frames_missed, session.dropped_frames) == (3, 17)
+    assert session.frames_not_processed == 20  # 17 replaced in the hand-off + 3 missed; 1 waits in the slot
+    # With the camera's rate known, the first gaps count too (no period to estimate).
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    known = TrackingSession(SiamMixerTracker(runtime=session.tracker.runtime), ImageConverter(),
+                            expected_rate_hz=10.0)
+    _feed(known, frames[:1] * 4, [0, 3])
+    assert known.frames_missed == 2
+
+
+def test_stamps_going_backwards_are_flagged_and_counted_without_gaps(session, frames):
+    _feed(session, frames, [0, 1, 2, 3, 4])
+    msg = _image_msg(frames[5], 2)  # a stamp earlier than the last one
+    frame = session.on_frame(msg, msg.header, compressed=False)
+    assert frame.stamp_backwards and session.stamps_backwards == 1 and session.frames_missed == 0
+    msg = _image_msg(frames[6], 3)
+    later = session.on_frame(msg, msg.header, compressed=False)
+    assert not later.stamp_backwards and session.frames_missed == 0
+
+
 def test_newest_frame_selection_tracks_the_target(session, frames):
     _feed(session, frames, [0])
     outcome = session.set_target(BOXES[0], label="car")
@@ -200,6 +243,51 @@ def test_a_frame_of_another_aspect_ratio_stops_the_track_as_lost_with_the_reason
     assert session.set_target(BOXES[3]).success
     _feed(session, frames, [4])
     assert session.process_next(timeout=0.0).state is TrackState.TRACKING
+
+
+def test_the_frame_buffer_keeps_messages_not_decoded_images(session, frames):
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    for i in range(1, 6):
+        _feed(session, frames, [i])
+        assert session.process_next(timeout=0.0).image is not None  # the processed frame's image is handed out
+    buffered = session.ring.snapshot()
+    assert len(buffered) == 6
+    assert not any(isinstance(value, np.ndarray) for frame in buffered for value in vars(frame).values())
+
+
+def test_uncertain_says_why_and_the_psr_is_reported(session, frames):
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    _feed(session, frames, [0])
+    assert session.set_target(BOXES[0]).success
+    _feed(session, frames, [1])
+    confident = session.process_next(timeout=0.0)
+    assert confident.state is TrackState.TRACKING and confident.reason == ""
+    assert np.isfinite(confident.psr) and confident.psr > 1.0
+    # The same frames with a PSR threshold no response reaches: UNCERTAIN, and the reason names the PSR.
+    strict = SiamMixerTracker(params=TrackerParams(tracking_psr=900.0), runtime=session.tracker.runtime)
+    assert session.set_target(BOXES[1], new_tracker=strict).success
+    _feed(session, frames, [2])
+    uncertain = session.process_next(timeout=0.0)
+    assert uncertain.state is TrackState.UNCERTAIN
+    assert uncertain.reason == f"PSR {uncertain.psr:.1f} < tracker.tracking_psr 900", uncertain.reason
+
+
+def test_state_reasons_name_the_threshold_that_was_missed():
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.ros.session import state_reason
+
+    params = TrackerParams()
+    low_score = state_reason(TrackState.UNCERTAIN, params.lost_score / 2, 50.0, params)
+    assert low_score.startswith(f"score {params.lost_score / 2:.2f} < tracker.lost_score {params.lost_score:g}")
+    assert "LOST after" in low_score and "PSR" not in low_score
+    between = (params.lost_score + params.tracking_score) / 2
+    assert state_reason(TrackState.UNCERTAIN, between, 50.0, params) == (
+        f"score {between:.2f} < tracker.tracking_score {params.tracking_score:g}")
+    assert state_reason(TrackState.TRACKING, 0.9, 50.0, params) == ""
+    assert "searching" in state_reason(TrackState.LOST, 0.1, 2.0, params)
 
 
 def test_stage_latencies_are_recorded(session, frames):

@@ -43,7 +43,7 @@ def test_hashes_announced_by_rclpy_match_upstream(ros_node: RosTestNode) -> None
 # both), so nodes built against either distribution talk to each other. A change of the .msg/.srv text changes them
 # on purpose: update these together with the interface, knowing that deployed nodes will no longer match.
 PROJECT_TYPE_HASHES = {
-    "msg/TrackerStatus": "RIHS01_a0a4d5b56c8bbadbc5a692d34709e14b4354f4be2028dc3923b439a77e697d1c",
+    "msg/TrackerStatus": "RIHS01_16bac3e336e29a8db91b8cbaba924afe96e0e3d409d37bf6e7ab07165a8eeb74",
     "srv/SetTarget": "RIHS01_971cf1e6dfa511ba5d61f50101d5d552c96572421e6942007cad4f29d3f5d9b8",
 }
 

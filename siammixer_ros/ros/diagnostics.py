@@ -151,7 +151,8 @@ LATENCY_STAGES = ("wait", "crop", "inference_search", "inference_head", "inferen
 
 
 def tracking_task(status: StatusWrapper, session: Any, cfg: Mapping[str, Any]) -> None:
-    """``tracking``: OK idle or tracking; WARN when lost or the score is below ``diagnostics.score_warn``."""
+    """``tracking``: OK idle, tracking or uncertain (with the reason); WARN when lost or the score is below
+    ``diagnostics.score_warn``."""
     from siammixer_ros.core.tracker import TrackState
     from siammixer_ros.ros.messages import state_name
 
@@ -162,10 +163,14 @@ def tracking_task(status: StatusWrapper, session: Any, cfg: Mapping[str, Any]) -
         status.summary(WARN, f"target {session.track_id} lost")
     elif score_warn > 0 and score < score_warn:
         status.summary(WARN, f"low score {score:.2f} (< {score_warn:g})")
+    elif state is TrackState.UNCERTAIN:
+        status.summary(OK, f"uncertain target {session.track_id}: {session.reason}")
     else:
         status.summary(OK, f"{state.value} target {session.track_id}")
     status.add("state", state_name(state))
     status.add("score", score)
+    status.add("psr", session.psr)
+    status.add("reason", session.reason)
     status.add("track id", session.track_id)
     status.add("label", session.label)
     box = session.box
@@ -192,19 +197,27 @@ def latency_task(status: StatusWrapper, session: Any, cfg: Mapping[str, Any]) ->
     status.add("window", cfg["diagnostics.window"])
 
 
+# Input at less than this share of ``expected_rate_hz`` is WARN (a camera at 30 Hz delivering under 27 Hz).
+INPUT_RATE_TOLERANCE = 0.9
+
+
 @dataclass
 class RatesTask:
-    """``rates``: input silence, and the fraction of frames dropped since the previous report."""
+    """``rates``: input silence, input slower than the camera's rate, and the fraction of the camera's frames not
+    processed since the previous report: missed before the node (stamp gaps) plus dropped in its hand-off."""
 
     topic: str
-    _last_counts: tuple[int, int] = (0, 0)  # (frames received, dropped) at the previous report
+    _last_counts: tuple[int, int] = (0, 0)  # (frames published = received + missed, not processed) at the last report
 
     def __call__(self, status: StatusWrapper, session: Any, cfg: Mapping[str, Any], now: float) -> None:
-        received, dropped = session.frames_received, session.dropped_frames
-        last_received, last_dropped = self._last_counts
-        self._last_counts = (received, dropped)
-        new = received - last_received
-        drop_rate = (dropped - last_dropped) / new if new > 0 else 0.0
+        received, missed, dropped = session.frames_received, session.frames_missed, session.dropped_frames
+        published, not_processed = received + missed, missed + dropped
+        last_published, last_not_processed = self._last_counts
+        self._last_counts = (published, not_processed)
+        new = published - last_published
+        drop_rate = (not_processed - last_not_processed) / new if new > 0 else 0.0
+        input_rate = session.input_rate.rate(now)
+        expected = float(cfg.get("expected_rate_hz", 0.0))
         last = session.input_rate.last()
         if last is None:
             status.summary(WARN, f"no image received yet on {self.topic}")
@@ -212,14 +225,20 @@ class RatesTask:
             status.summary(ERROR, f"no image on {self.topic} for {now - last:.1f} s")
         else:
             level = threshold_level(drop_rate, cfg["diagnostics.drop_rate_warn"], cfg["diagnostics.drop_rate_error"])
-            status.summary(level, f"{100 * drop_rate:.0f}% of frames dropped" if level != OK else "receiving")
+            status.summary(level, f"{100 * drop_rate:.0f}% of frames not processed" if level != OK else "receiving")
+            if expected > 0 and input_rate < INPUT_RATE_TOLERANCE * expected:
+                status.merge_summary(WARN, f"input rate {input_rate:.1f} Hz below the expected {expected:g} Hz")
         status.add("input topic", self.topic)
-        status.add("input rate hz", session.input_rate.rate())
-        status.add("output rate hz", session.output_rate.rate())
+        status.add("input rate hz", input_rate)
+        status.add("expected rate hz", expected)
+        status.add("output rate hz", session.output_rate.rate(now))
         status.add("frames received", received)
         status.add("frames processed", session.frames_processed)
+        status.add("frames missed before the node", missed)
         status.add("dropped frames", dropped)
+        status.add("frames not processed", not_processed)
         status.add("drop rate", drop_rate)
+        status.add("stamps backwards", session.stamps_backwards)
         status.add("bad frames", session.bad_frames)
 
 

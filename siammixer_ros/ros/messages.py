@@ -112,11 +112,13 @@ def detection_score(msg: Any) -> float:
 
 def tracker_status(new: MessageFactory, header: Any, state: TrackState | None, score: float, track_id: int,
                    label: str, box: Sequence[float] | None, fps: float, processing_ms: float,
-                   frames_processed: int, dropped_frames: int) -> Any:
-    """siammixer_interfaces/TrackerStatus; a non-finite score reads 0, no box reads 0, 0, 0, 0."""
+                   frames_processed: int, dropped_frames: int, psr: float = math.nan, reason: str = "") -> Any:
+    """siammixer_interfaces/TrackerStatus; a non-finite score or PSR reads 0, no box reads 0, 0, 0, 0."""
     x, y, w, h = (0.0, 0.0, 0.0, 0.0) if box is None else (float(v) for v in box)
     return new("siammixer_interfaces/msg/TrackerStatus", header=header, state=STATUS_CODES[state],
-               score=float(score) if math.isfinite(score) else 0.0, track_id=int(track_id), label=label,
+               score=float(score) if math.isfinite(score) else 0.0,
+               psr=float(psr) if math.isfinite(psr) else 0.0, reason=str(reason),
+               track_id=int(track_id), label=label,
                x=x, y=y, width=w, height=h, fps=float(fps), processing_ms=float(processing_ms),
                frames_processed=int(frames_processed), dropped_frames=int(dropped_frames))
 

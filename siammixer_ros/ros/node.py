@@ -3,12 +3,16 @@
 A thin rclpy adapter around :class:`~siammixer_ros.ros.session.TrackingSession` (the logic, testable
 without ROS). Threads and callback groups:
 
-- the image subscription's callback only stores the newest frame (no conversion, no tracking), so frames
-  are never queued; a frame that replaces one not yet processed is counted as dropped;
+- the image subscription's callback only stores the newest frame (no conversion, no tracking, never the
+  tracker's lock), so frames are never queued; a frame that replaces one not yet processed is counted as
+  dropped, frames that never reached the callback are counted from stamp gaps;
 - one processing thread takes the newest frame, runs the tracker and publishes the results;
 - services (``~/set_target``, ``~/stop``) and click subscriptions run in their own callback group, so a
   target can be set while a frame is being tracked (the tracker is used under one lock);
 - diagnostics run on a timer in a third group.
+
+The executor is a SingleThreadedExecutor (parameter ``executor_threads``): rclpy's MultiThreadedExecutor
+busy-loops, takes the GIL from the processing thread and lost frames before the callback (docs/node.md).
 
 Run: ``ros2 run siammixer_ros siammixer_tracker --ros-args -p model_path:=model.onnx -r image:=/camera/image_raw``
 or ``python -m siammixer_ros.ros.node ...``. Documentation: docs/node.md.
@@ -36,7 +40,8 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -68,7 +73,7 @@ from siammixer_ros.ros.params import (
     validate_change,
 )
 from siammixer_ros.ros.selection import ClickSelector
-from siammixer_ros.ros.session import ProcessedFrame, TrackingSession
+from siammixer_ros.ros.session import ProcessedFrame, TargetOutcome, TrackingSession
 from siammixer_ros.ros.stats import process_memory_bytes
 
 NODE_NAME = "siammixer_tracker"
@@ -122,51 +127,51 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-class SiamMixerTrackerNode(Node):
-    """See the module docstring and docs/node.md."""
+class TrackerNodeMixin:
+    """The tracker node's behaviour, in steps that the plain node runs at once and the lifecycle node runs on its
+    transitions: :meth:`_declare` (parameters), :meth:`_configure` (model, outputs, services, diagnostics,
+    processing thread), :meth:`_activate` (input subscriptions), :meth:`_deactivate` (input freed, tracking
+    paused) and :meth:`_cleanup` (everything from configure freed, the model included). Mixed into an rclpy
+    ``Node`` (or ``LifecycleNode``)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    def _declare(self) -> None:
         self._specs = {spec.name: spec for spec in all_param_specs()}
         self._declare_parameters()
         self._cfg: dict[str, Any] = {name: self._parameter_value(name) for name in self._specs}
         self._check_startup_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
         self._compressed = self._cfg["input_type"] == "compressed"
         self._converter = make_converter(Image, log=self.get_logger().warning)
-        self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
-                                        self._cfg["diagnostics.window"])
+        self._converter.max_pixels = self._cfg["max_image_pixels"]
         self._clicks = ClickSelector(self._cfg["click_timeout"])
+        self._session: TrackingSession | None = None
+        self._image_sub = None
+        self._click_subs: list[Any] = []
+        self._active = False
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+        # image_transport's naming: the compressed topic is the resolved (remapped) base topic + "/compressed", so
+        # `-r image:=/camera/image_raw` moves both.
+        self._base_topic = self.resolve_topic_name(self._cfg["image_topic"])
+        self._input_topic = self._base_topic + "/compressed" if self._compressed else self._base_topic
+
+    def _configure(self) -> None:
+        """Load the model; create outputs, services, diagnostics and the processing thread (raises StartupError)."""
+        self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
+                                        self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"])
         self._initial_target: list[float] = list(self._cfg["initial_target"])
         self._pending_tracker_params = None
         self._last_latency_ms = float("nan")
         self._stopping = threading.Event()
 
-        self._input_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
-        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
-
-        # Outputs.
         self._detection_pub = self.create_publisher(Detection2D, "~/detection", 10)
         self._detections_pub = self.create_publisher(Detection2DArray, "~/detections", 10)
         self._status_pub = self.create_publisher(TrackerStatus, "~/status", 10)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", sensor_data_qos())
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        # Input: sensor-data QoS, overridable with qos_overrides.<topic>.subscription.* parameters (REP-2003).
-        # image_transport's naming: the compressed topic is the resolved (remapped) base topic + "/compressed", so
-        # `-r image:=/camera/image_raw` moves both.
-        base_topic = self.resolve_topic_name(self._cfg["image_topic"])
-        topic = base_topic + "/compressed" if self._compressed else self._cfg["image_topic"]
-        self._image_sub = self.create_subscription(
-            CompressedImage if self._compressed else Image, topic, self._on_image, sensor_data_qos(),
-            callback_group=self._input_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
         # rqt_image_view publishes clicks on "<viewed image topic>_mouse_left": the camera topic or our debug image.
-        self._click_topics = [base_topic + "_mouse_left", self._debug_pub.topic_name + "_mouse_left"]
-        self._click_subs = [self.create_subscription(Point, name, self._on_click, 10,
-                                                     callback_group=self._service_group)
-                            for name in self._click_topics]
+        self._click_topics = [self._base_topic + "_mouse_left", self._debug_pub.topic_name + "_mouse_left"]
 
         self._set_target_srv = self.create_service(SetTarget, "~/set_target", self._on_set_target,
                                                    qos_profile=service_qos(), callback_group=self._service_group)
@@ -175,7 +180,7 @@ class SiamMixerTrackerNode(Node):
 
         self._updater = diag.DiagnosticUpdater(self.get_name(), self._hardware_id())
         session, cfg = self._session, self._cfg
-        rates = diag.RatesTask(self._image_sub.topic_name)
+        rates = diag.RatesTask(self._input_topic)
         resources = diag.ResourcesTask(self._model_path, self._converter.backend)
         self._updater.add("tracking", lambda status: diag.tracking_task(status, session, cfg))
         self._updater.add("latency", lambda status: diag.latency_task(status, session, cfg))
@@ -185,8 +190,21 @@ class SiamMixerTrackerNode(Node):
         self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
                                                     callback_group=self._diagnostics_group)
 
-        self._worker = threading.Thread(target=self._processing_loop, name="siammixer_processing", daemon=True)
+        self._worker = threading.Thread(target=self._processing_loop, args=(self._session,),
+                                        name="siammixer_processing", daemon=True)
         self._worker.start()
+
+    def _activate(self) -> None:
+        """Subscribe to the camera (sensor-data QoS, overridable with qos_overrides.<topic>.subscription.*
+        parameters, REP-2003) and to the click topics."""
+        topic = self._input_topic if self._compressed else self._cfg["image_topic"]
+        self._image_sub = self.create_subscription(
+            CompressedImage if self._compressed else Image, topic, self._on_image, sensor_data_qos(),
+            callback_group=self._input_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self._click_subs = [self.create_subscription(Point, name, self._on_click, 10,
+                                                     callback_group=self._service_group)
+                            for name in self._click_topics]
+        self._active = True
         tracker = self._session.tracker
         self.get_logger().info(
             f"tracking on {self._image_sub.topic_name} ({'CompressedImage' if self._compressed else 'Image'}) "
@@ -195,6 +213,32 @@ class SiamMixerTrackerNode(Node):
             f"{', '.join(tracker.runtime.providers)}, image conversion: {self._converter.backend}; "
             f"set a target with the {self.resolve_service_name('~/set_target')} service or two clicks on "
             f"{self._click_topics[0]}")
+
+    def _deactivate(self) -> None:
+        """Free the input subscriptions; tracking pauses (the track is kept, buffered frames are dropped)."""
+        self._active = False
+        for sub in [self._image_sub, *self._click_subs]:
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self._image_sub, self._click_subs = None, []
+        if self._session is not None:
+            self._session.ring.clear()
+            self._session.slot.take(timeout=0.0)
+
+    def _cleanup(self) -> None:
+        """Stop the processing thread and free what _configure made, the model included."""
+        if self._session is None:
+            return
+        self.stop_processing()
+        self._diagnostics_timer.cancel()
+        self.destroy_timer(self._diagnostics_timer)
+        for srv in (self._set_target_srv, self._stop_srv):
+            self.destroy_service(srv)
+        for pub in (self._detection_pub, self._detections_pub, self._status_pub, self._debug_pub,
+                    self._diagnostics_pub):
+            self.destroy_publisher(pub)
+        self._session = None  # the tracker and its onnxruntime sessions go with it
+        self._updater = None
 
     # -- parameters ----------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
@@ -226,13 +270,17 @@ class SiamMixerTrackerNode(Node):
         if any(name.startswith(TRACKER_PREFIX) for name in changes):
             self._pending_tracker_params = tracker_params_from(self._cfg)
             self.get_logger().info("tracker parameters changed: they apply to the next target")
-        if "diagnostics.window" in changes:
+        if "diagnostics.window" in changes and self._session is not None:
             self._session.latencies.resize(self._cfg["diagnostics.window"])
+        if "max_image_pixels" in changes:
+            self._converter.max_pixels = self._cfg["max_image_pixels"]
+        if "expected_rate_hz" in changes and self._session is not None:
+            self._session.gaps.expected_rate_hz = self._cfg["expected_rate_hz"]
         if "click_timeout" in changes:
             self._clicks.timeout_s = self._cfg["click_timeout"]
-        if "diagnostics.hardware_id" in changes:
+        if "diagnostics.hardware_id" in changes and self._session is not None:
             self._updater.hardware_id = self._hardware_id()
-        if "diagnostics.period" in changes:
+        if "diagnostics.period" in changes and self._session is not None:
             self._diagnostics_timer.cancel()
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
@@ -268,9 +316,15 @@ class SiamMixerTrackerNode(Node):
     def _on_image(self, msg: Any) -> None:
         # Only store the frame: conversion and tracking happen in the processing thread.
         try:
-            self._session.on_frame(msg, msg.header, self._compressed)
+            frame = self._session.on_frame(msg, msg.header, self._compressed)
         except Exception as exc:  # never let a malformed message kill the executor
             self.get_logger().warning(f"ignoring an image message: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        if frame.stamp_backwards:
+            self.get_logger().warning(
+                f"image stamps go backwards ({format_stamp(frame.stamp_ns)} after a later one; "
+                f"{self._session.stamps_backwards} so far): the frame is tracked, but kept out of the latency "
+                f"statistics", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _on_click(self, msg: Point) -> None:
         if not self._cfg["click_selection"]:
@@ -284,6 +338,8 @@ class SiamMixerTrackerNode(Node):
 
     # -- services ------------------------------------------------------------------------------------
     def _set_target(self, box: Any, stamp_ns: int, label: str) -> Any:
+        if not self._active:
+            return TargetOutcome(False, "the node is not active (lifecycle state inactive): activate it first")
         new_tracker = None
         if self._pending_tracker_params is not None:
             from siammixer_ros.core.tracker import SiamMixerTracker
@@ -322,20 +378,21 @@ class SiamMixerTrackerNode(Node):
 
     def _on_stop(self, request: Any, response: Any) -> Any:
         response.success = True
-        response.message = self._session.stop()
+        session = self._session
+        response.message = session.stop() if session is not None else "no target was being tracked"
         self._clicks.cancel()
         self.get_logger().info(response.message)
         return response
 
     # -- processing ----------------------------------------------------------------------------------
-    def _processing_loop(self) -> None:
+    def _processing_loop(self, session: TrackingSession) -> None:
         while not self._stopping.is_set():
             try:
-                self._apply_initial_target()
+                self._apply_initial_target(session)
                 want_debug = self._cfg["publish_debug_image"] and self._debug_pub.get_subscription_count() > 0
-                processed = self._session.process_next(timeout=0.1, need_image=want_debug)
+                processed = session.process_next(timeout=0.1, need_image=want_debug)
                 if processed is not None:
-                    self._publish(processed, want_debug)
+                    self._publish(session, processed, want_debug)
             except Exception as exc:  # keep processing whatever happens to one frame
                 if self._stopping.is_set() or not self.context.ok():
                     break
@@ -343,14 +400,14 @@ class SiamMixerTrackerNode(Node):
                                         throttle_duration_sec=WARN_THROTTLE_S)
                 time.sleep(0.01)
 
-    def _apply_initial_target(self) -> None:
-        if not self._initial_target or self._session.ring.newest() is None:
+    def _apply_initial_target(self, session: TrackingSession) -> None:
+        if not self._initial_target or session.ring.newest() is None:
             return
         box, self._initial_target = self._initial_target, []
         outcome = self._set_target(box, 0, "")
         self._report(outcome.success, f"initial_target {box}: {outcome.message}")
 
-    def _publish(self, processed: ProcessedFrame, want_debug: bool) -> None:
+    def _publish(self, session: TrackingSession, processed: ProcessedFrame, want_debug: bool) -> None:
         header = processed.frame.header
         if processed.error is not None:
             self.get_logger().warning(f"skipping a frame: {processed.error}", throttle_duration_sec=WARN_THROTTLE_S)
@@ -362,21 +419,20 @@ class SiamMixerTrackerNode(Node):
                 self._detection_pub.publish(detection)
                 detections.detections.append(detection)
             self._detections_pub.publish(detections)
-            self._session.output_rate.tick()
+            session.output_rate.tick()
             now_ns = self.get_clock().now().nanoseconds
-            if processed.frame.stamp_ns > 0:
+            if processed.frame.stamp_ns > 0 and not processed.frame.stamp_backwards:
                 latency = (now_ns - processed.frame.stamp_ns) / 1e9
-                self._session.latencies.add("end_to_end", latency)
+                session.latencies.add("end_to_end", latency)
                 self._last_latency_ms = latency * 1e3
-        session = self._session
         self._status_pub.publish(tracker_status(
             rclpy_message, header, processed.state, processed.score, processed.track_id, processed.label,
             processed.box, session.output_rate.rate(), processed.processing_s * 1e3, session.frames_processed,
-            session.dropped_frames))
+            session.frames_not_processed, processed.psr, processed.reason))
         if want_debug and processed.image is not None:
             pending = self._clicks.first_click
             drawn = draw_debug_image(processed.image, processed.state, processed.box, processed.score,
-                                     processed.track_id, processed.label, self._session.output_rate.rate(),
+                                     processed.track_id, processed.label, session.output_rate.rate(),
                                      self._last_latency_ms, pending)
             debug = fill_image_msg(Image(), drawn)
             debug.header = header
@@ -389,26 +445,100 @@ class SiamMixerTrackerNode(Node):
                                          DiagnosticStatus, KeyValue)
         self._diagnostics_pub.publish(array)
 
+    @property
+    def executor_threads(self) -> int:
+        """Threads of the executor main() spins the node with (the read-only parameter executor_threads)."""
+        return int(self._cfg["executor_threads"])
+
     # -- shutdown ------------------------------------------------------------------------------------
     def stop_processing(self) -> None:
         self._stopping.set()
-        self._session.slot.wake()
-        self._worker.join(timeout=5.0)
+        if self._session is not None:
+            self._session.slot.wake()
+            self._worker.join(timeout=5.0)
+
+
+class SiamMixerTrackerNode(TrackerNodeMixin, Node):
+    """The plain node (the default): configured and subscribed at construction. See docs/node.md."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self._configure()
+        self._activate()
+
+
+class SiamMixerTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
+    """The managed (lifecycle) variant: parameters at construction; configure loads the model and creates the
+    outputs and services, activate subscribes to the camera, deactivate frees the subscription and pauses the
+    track, cleanup frees the model. See docs/node.md, "Lifecycle node"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self.get_logger().info("unconfigured: configure loads the model, activate subscribes to the camera")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except StartupError as exc:
+            self.get_logger().error(f"cannot configure: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: model {self._model_path} loaded")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("inactive: camera subscription freed, tracking paused")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("unconfigured: model freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: freeing everything")
+        if self._active:
+            self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
 
 
 def main(args: list[str] | None = None) -> int:
+    """The plain node (console script siammixer_tracker)."""
+    return _run(SiamMixerTrackerNode, args)
+
+
+def main_lifecycle(args: list[str] | None = None) -> int:
+    """The lifecycle node (console script siammixer_tracker_lifecycle); it waits, unconfigured, for transitions."""
+    return _run(SiamMixerTrackerLifecycleNode, args)
+
+
+def _run(node_class: type, args: list[str] | None) -> int:
     # No ROS_AUTOMATIC_DISCOVERY_RANGE here: on a vehicle the ground station's rqt must find the node. Scripts, tests
     # and the dev venv keep discovery on the machine.
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger(NODE_NAME)
     try:
-        node = SiamMixerTrackerNode()
+        node = node_class()
     except (StartupError, rclpy.exceptions.InvalidParameterValueException,
             rclpy.exceptions.InvalidParameterTypeException) as exc:
         logger.error(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor(num_threads=3)
+    threads = node.executor_threads
+    executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:
         executor.spin()
@@ -423,4 +553,4 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_lifecycle() if "--lifecycle" in sys.argv[1:2] else main())

@@ -73,7 +73,18 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("providers", ["CPUExecutionProvider"], "onnxruntime execution providers in order of preference "
               "(missing ones are skipped; CPU is always last)", read_only=True),
-    ParamSpec("frame_buffer_size", 30, "Recent frames kept for SetTarget requests with a stamp", 1, 600, 1,
+    ParamSpec("expected_rate_hz", 0.0, "The camera's frame rate (Hz): input slower than 90 % of it is WARN in the "
+              "rates diagnostics, and frames missing between stamps are counted against this period (0: off; the "
+              "period is estimated from the stamps)", 0.0, 1000.0),
+    ParamSpec("executor_threads", 1, "Threads of the node's ROS executor: 1, a SingleThreadedExecutor; more, "
+              "rclpy's MultiThreadedExecutor, which busy-loops and lost frames before the callback (30 Hz, 2 cores: "
+              "8-13 % of the frames without a detection against 0-1.3 %, benchmarks/node_executor.md)", 1, 16, 1,
+              read_only=True),
+    ParamSpec("max_image_pixels", 4096 * 4096, "Largest input image (width x height pixels) the node converts; a "
+              "larger frame is skipped with a warning, checked before decoding (raw: the message's size; compressed: "
+              "the PNG, JPEG, BMP or WebP header; other formats once decoded). 0: no limit", 0, 1_000_000_000, 1),
+    ParamSpec("frame_buffer_size", 30, "Recent frames kept for SetTarget requests with a stamp (as received "
+              "messages, not decoded images)", 1, 600, 1,
               read_only=True),
     ParamSpec("stamp_tolerance", 0.02, "SetTarget with a stamp: largest difference (s) to the nearest buffered "
               "frame's stamp", 0.0, 10.0),
@@ -92,8 +103,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "(0: off)", 0.0, 100000.0),
     ParamSpec("diagnostics.latency_error_ms", 100.0, "End-to-end p95 latency (ms) at or above which latency is "
               "ERROR (0: off)", 0.0, 100000.0),
-    ParamSpec("diagnostics.drop_rate_warn", 0.5, "Fraction of input frames dropped (since the last report) at or "
-              "above which rates are WARN (0: off)", 0.0, 1.0),
+    ParamSpec("diagnostics.drop_rate_warn", 0.5, "Fraction of the camera's frames not processed since the last "
+              "report (dropped while busy, or missing between stamps) at or above which rates are WARN (0: off)",
+              0.0, 1.0),
     ParamSpec("diagnostics.drop_rate_error", 0.95, "Dropped fraction at or above which rates are ERROR (0: off)",
               0.0, 1.0),
     ParamSpec("diagnostics.input_timeout", 2.0, "Seconds without an image after which input is WARN (none yet) "

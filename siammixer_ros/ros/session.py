@@ -7,11 +7,14 @@ one processing thread calls :meth:`TrackingSession.process_next`; service callba
 lock, so a service call waits at most for the frame being processed.
 
 Frames are never queued: the handover slot holds one frame; a frame that replaces one that was not
-processed yet counts as dropped.
+processed yet counts as dropped. The image callback never takes the tracker's lock (it would wait for a whole
+update): arrival is timed first, then the frame goes to the slot and the ring, each behind its own short lock.
+Frames that never reached the callback are counted from gaps between header stamps (:class:`StampGaps`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -27,7 +30,7 @@ from siammixer_ros.core.tracker import TrackState
 from siammixer_ros.ros.image_conversion import ImageConversionError, ImageConverter
 from siammixer_ros.ros.messages import format_stamp, stamp_to_ns
 from siammixer_ros.ros.selection import Box, TargetError, check_target_box
-from siammixer_ros.ros.stats import RateMeter, StageLatencies
+from siammixer_ros.ros.stats import RateMeter, StageLatencies, StampGaps
 
 
 class TrackerLike(Protocol):
@@ -42,7 +45,11 @@ class TrackerLike(Protocol):
 
 @dataclass
 class Frame:
-    """One received image message; converted to BGR on first use (in the processing thread)."""
+    """One received image message; converted to BGR when used (in the processing thread).
+
+    The decoded image is not kept: the ring of recent frames holds messages (a compressed frame is a few tens
+    of kB; a raw one is its message), not decoded copies beside them. Only a conversion error is remembered.
+    """
 
     seq: int
     stamp_ns: int
@@ -50,23 +57,21 @@ class Frame:
     msg: Any
     compressed: bool
     received: float  # time.monotonic() at reception
-    _image: np.ndarray | None = field(default=None, repr=False)
+    stamp_backwards: bool = False  # stamped earlier than the frame before it: kept out of the latency statistics
     _error: str | None = field(default=None, repr=False)
 
     def image(self, converter: ImageConverter) -> np.ndarray:
-        """BGR uint8 image; raises ImageConversionError (cached: a bad frame is converted once)."""
-        if self._image is None:
-            if self._error is not None:
-                raise ImageConversionError(self._error)
-            try:
-                self._image = converter.to_bgr(self.msg, self.compressed)
-            except ImageConversionError as exc:
-                self._error = str(exc)
-                raise
-            except Exception as exc:  # anything else a malformed message provokes
-                self._error = f"cannot read the image: {type(exc).__name__}: {exc}"
-                raise ImageConversionError(self._error) from exc
-        return self._image
+        """BGR uint8 image, converted anew; raises ImageConversionError (remembered: a bad frame is tried once)."""
+        if self._error is not None:
+            raise ImageConversionError(self._error)
+        try:
+            return converter.to_bgr(self.msg, self.compressed)
+        except ImageConversionError as exc:
+            self._error = str(exc)
+            raise
+        except Exception as exc:  # anything else a malformed message provokes
+            self._error = f"cannot read the image: {type(exc).__name__}: {exc}"
+            raise ImageConversionError(self._error) from exc
 
 
 class FrameSlot:
@@ -146,6 +151,8 @@ class ProcessedFrame:
     score: float
     processing_s: float
     image: np.ndarray | None = None  # BGR image when it was converted
+    psr: float = float("nan")  # peak-to-sidelobe ratio of the frame's response (NaN: no target)
+    reason: str = ""  # why the track is in its state (empty while TRACKING or idle)
     error: str | None = None  # a bad frame: why it was skipped
 
 
@@ -156,15 +163,40 @@ class _Track:
     state: TrackState = TrackState.TRACKING
     box: Box | None = None
     score: float = 1.0
+    psr: float = math.inf
+    reason: str = ""
     frames: int = 0
     ended: str | None = None  # why the track can no longer be followed (it stays LOST until a new target)
+
+
+def state_reason(state: TrackState, score: float, psr: float, params: Any) -> str:
+    """Why the tracker is UNCERTAIN or LOST on a frame, from its score, PSR and thresholds (TrackerParams); empty
+    while TRACKING. The tracker's rules (siammixer_ros.core.tracker): UNCERTAIN when score or PSR is below the
+    tracking thresholds; a frame below the lost thresholds keeps the position and counts towards LOST."""
+    if state is TrackState.TRACKING or params is None:
+        return ""
+    if state is TrackState.LOST:
+        return (f"target not found (score {score:.2f}, PSR {psr:.1f}); searching a wider region until score >= "
+                f"tracker.redetect_score {params.redetect_score:g} and PSR >= tracker.redetect_psr "
+                f"{params.redetect_psr:g} for {params.redetect_frames} frame(s)")
+    why = []
+    for name, value, lost, tracking in (("score", score, "lost_score", "tracking_score"),
+                                        ("PSR", psr, "lost_psr", "tracking_psr")):
+        shown = f"{value:.2f}" if name == "score" else f"{value:.1f}"
+        if value < getattr(params, lost):
+            why.append(f"{name} {shown} < tracker.{lost} {getattr(params, lost):g} (position kept; LOST after "
+                       f"{params.lost_frames} such frame(s))")
+        elif value < getattr(params, tracking):
+            why.append(f"{name} {shown} < tracker.{tracking} {getattr(params, tracking):g}")
+    return "; ".join(why) or f"weak response (score {score:.2f}, PSR {psr:.1f})"
 
 
 class TrackingSession:
     """The node's logic; see the module docstring."""
 
     def __init__(self, tracker: TrackerLike, converter: ImageConverter, buffer_size: int = 30,
-                 latency_window: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
+                 latency_window: int = 100, clock: Callable[[], float] = time.monotonic,
+                 expected_rate_hz: float = 0.0) -> None:
         self.tracker = tracker
         self.converter = converter
         self.clock = clock
@@ -173,8 +205,10 @@ class TrackingSession:
         self.latencies = StageLatencies(latency_window)
         self.input_rate = RateMeter(2.0, clock)
         self.output_rate = RateMeter(2.0, clock)
-        self._lock = threading.RLock()
-        self._seq = 0
+        self._lock = threading.RLock()  # the tracker and the track; never taken by on_frame
+        self._seq = itertools.count(1)  # next() is atomic under the GIL: no lock in the image callback
+        self._input_lock = threading.Lock()  # stamp bookkeeping (short; the input callback's own)
+        self.gaps = StampGaps(expected_rate_hz)
         self._last_processed_seq = 0
         self._next_track_id = 1
         self._track: _Track | None = None
@@ -187,25 +221,45 @@ class TrackingSession:
 
     # -- input -------------------------------------------------------------------------------------
     def on_frame(self, msg: Any, header: Any, compressed: bool) -> Frame:
-        """Store a received message as the newest frame (cheap; called from the subscription callback)."""
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
+        """Store a received message as the newest frame (cheap; called from the subscription callback).
+
+        Never waits for the tracker: arrival is timed before anything else, and only the slot's, the ring's
+        and the stamp counter's own short locks are taken.
+        """
+        received = self.clock()
+        seq = next(self._seq)
         try:
             stamp_ns = stamp_to_ns(header.stamp)
         except (AttributeError, TypeError, ValueError):
             stamp_ns = 0
+        with self._input_lock:
+            _, backwards = self.gaps.observe(stamp_ns)
+            self.frames_received += 1
         frame = Frame(seq=seq, stamp_ns=stamp_ns, header=header, msg=msg, compressed=compressed,
-                      received=self.clock())
-        self.frames_received += 1
-        self.input_rate.tick(frame.received)
+                      received=received, stamp_backwards=backwards)
+        self.input_rate.tick(received)
         self.ring.append(frame)
         self.slot.put(frame)
         return frame
 
     @property
     def dropped_frames(self) -> int:
+        """Frames received but replaced in the hand-off before the processing thread took them."""
         return self.slot.dropped
+
+    @property
+    def frames_missed(self) -> int:
+        """Camera frames that never reached the node (stamp gaps)."""
+        return self.gaps.missed
+
+    @property
+    def frames_not_processed(self) -> int:
+        """Every published frame the node did not process: missed before the callback plus dropped in the hand-off."""
+        return self.gaps.missed + self.slot.dropped
+
+    @property
+    def stamps_backwards(self) -> int:
+        return self.gaps.backwards
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -233,6 +287,17 @@ class TrackingSession:
     def box(self) -> Box | None:
         track = self._track
         return None if track is None else track.box
+
+    @property
+    def psr(self) -> float:
+        track = self._track
+        return float("nan") if track is None else track.psr
+
+    @property
+    def reason(self) -> str:
+        """Why the track is UNCERTAIN or LOST (empty while TRACKING or without a target)."""
+        track = self._track
+        return "" if track is None else track.reason
 
     # -- target selection ----------------------------------------------------------------------------
     def _find_frame(self, stamp_ns: int, tolerance_ns: int) -> tuple[Frame | None, str]:
@@ -342,6 +407,7 @@ class TrackingSession:
             self.tracker_errors += 1
             self.last_error = f"track {track.track_id} stopped: {exc}"
             track.state, track.box, track.score, track.ended = TrackState.LOST, None, 0.0, str(exc)
+            track.reason = f"stopped: {exc}; set a new target"
             return image, self.last_error
         except Exception as exc:  # bad frame (e.g. one the core rejects): keep the track
             self.tracker_errors += 1
@@ -350,6 +416,8 @@ class TrackingSession:
         score = float(result.score)
         track.state = TrackState(result.state)
         track.score = score if math.isfinite(score) else 0.0
+        track.psr = float(getattr(result, "psr", math.nan))
+        track.reason = state_reason(track.state, track.score, track.psr, getattr(self.tracker, "params", None))
         track.box = tuple(float(v) for v in result.box) if track.state is not TrackState.LOST else None
         track.frames += 1
         if record:
@@ -390,4 +458,5 @@ class TrackingSession:
                 box=self.box if state in (TrackState.TRACKING, TrackState.UNCERTAIN) else None,
                 score=self.score if track is not None else float("nan"),
                 processing_s=processing, image=image, error=error,
+                psr=self.psr, reason=self.reason,
             )

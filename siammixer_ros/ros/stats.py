@@ -66,10 +66,12 @@ class RateMeter:
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
         self.total = 0
+        self._last: float | None = None  # kept when the window empties: silence is measured from it
 
     def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         with self._lock:
+            self._last = now
             self._times.append(now)
             self.total += 1
             self._trim(now)
@@ -89,8 +91,58 @@ class RateMeter:
             return (len(self._times) - 1) / span if span > 0 else 0.0
 
     def last(self) -> float | None:
+        """Time of the last event (also once it has left the window); None before the first."""
         with self._lock:
-            return self._times[-1] if self._times else None
+            return self._last
+
+
+class StampGaps:
+    """Camera frames that never reached the node, counted from gaps between consecutive header stamps.
+
+    ROS 2 headers carry no sequence number, so a frame lost before the node's callback (in the middleware's
+    depth-1 queue, or on the network) is only visible as a stamp gap: a gap of about ``n`` camera periods means
+    ``n - 1`` frames are missing. The period is ``1 / expected_rate_hz`` when that is known, else the lower
+    quartile of the recent stamp differences (robust to losing up to three frames in four). A gap counts from
+    1.5 periods. A gap over ``max(1 s, 4 periods)`` is a pause of the camera (or a jump of its clock), not
+    losses: the rates diagnostics report input silence. Stamps going backwards (or zero: unstamped) count no
+    gap; backwards ones are counted apart.
+    """
+
+    def __init__(self, expected_rate_hz: float = 0.0, history: int = 30) -> None:
+        self.expected_rate_hz = float(expected_rate_hz)
+        self._deltas: deque[int] = deque(maxlen=max(4, int(history)))
+        self._last_ns = 0
+        self.missed = 0  # frames missing between received ones
+        self.backwards = 0  # frames stamped earlier than the frame before them
+
+    def period_ns(self) -> float:
+        """The camera period used (ns); 0 while unknown (fewer than 4 stamp differences seen, no expected rate)."""
+        if self.expected_rate_hz > 0:
+            return 1e9 / self.expected_rate_hz
+        if len(self._deltas) < 4:
+            return 0.0
+        return float(np.percentile(np.asarray(self._deltas), 25))
+
+    def observe(self, stamp_ns: int) -> tuple[int, bool]:
+        """Account for a received frame's stamp: (frames missing just before it, stamp went backwards)."""
+        if stamp_ns <= 0:
+            return 0, False
+        last, self._last_ns = self._last_ns, stamp_ns
+        if last == 0:
+            return 0, False
+        delta = stamp_ns - last
+        if delta < 0:
+            self.backwards += 1
+            return 0, True
+        if delta == 0:
+            return 0, False
+        period = self.period_ns()
+        self._deltas.append(delta)
+        if period <= 0 or delta < 1.5 * period or delta > max(1e9, 4 * period):
+            return 0, False
+        missed = int(delta / period + 0.5) - 1
+        self.missed += missed
+        return missed, False
 
 
 class StageLatencies:

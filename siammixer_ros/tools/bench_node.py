@@ -4,6 +4,8 @@ rate (published frames without a detection). Writes benchmarks/node.json and ben
 
     python -m siammixer_ros.tools.bench_node                      # 640x480 at 30 Hz, 1 and 2 threads, 3 repeats
     python -m siammixer_ros.tools.bench_node --model my.onnx --threads 1 --duration 10 --repeats 1
+    python -m siammixer_ros.tools.bench_node --executor-threads 1 3 --paths tracking --threads 1 \
+        --out benchmarks/node_executor                             # the node's executor: single vs multi-threaded
 
 The model: --model, else a random-weight SiamMixer-XS export (realistic compute, NOT a tracker: needs torch for
 the export), else the committed NCC test model (measures the node's overhead around a near-free network).
@@ -139,8 +141,8 @@ class Client:
 
 
 def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, duration: float, warmup: float,
-             box: tuple[float, ...], env: dict[str, str], reliability: str = "", path: str = "tracking"
-             ) -> dict[str, Any]:
+             box: tuple[float, ...], env: dict[str, str], reliability: str = "", path: str = "tracking",
+             executor_threads: int = 1) -> dict[str, Any]:
     namespace = client.namespace
     path_params = [arg for param in PATH_PARAMS[path] for arg in ("-p", param)]
     qos = ["-p", f"qos_overrides.{namespace}/camera/image.subscription.reliability:={reliability}"] if reliability \
@@ -149,6 +151,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             "-r", f"image:={namespace}/camera/image", "-p", f"model_path:={model}",
             "-p", f"intra_op_threads:={threads}", "-p", f"execution_mode:={mode}", "-p", "diagnostics.period:=1.0",
             "-p", f"diagnostics.hardware_id:={namespace}", "-p", "diagnostics.window:=10000", *path_params,
+            "-p", f"executor_threads:={executor_threads}", "-p", f"expected_rate_hz:={float(rate)!r}",
             *qos]
     log = tempfile.NamedTemporaryFile(prefix="bench-node-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -176,6 +179,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
         client.diagnostics.clear()
         period = 1.0 / rate
         published: list[int] = []
+        missed_at_start = None  # the node's own count when the measured window starts (from its last report)
         start = time.monotonic()
         i = 1
         while True:
@@ -187,6 +191,8 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
                 time.sleep(target - now)
             stamp = client.publish(i)
             if time.monotonic() - start >= warmup:
+                if missed_at_start is None:
+                    missed_at_start = _node_missed(client.diagnostics[-1] if client.diagnostics else {})
                 published.append(stamp)
             i += 1
         time.sleep(1.0)  # let the last detections and a diagnostics report arrive
@@ -203,7 +209,8 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             wait_p95 = float(latency_diag.get("wait p95 ms", "nan"))
             stale = "none" if wait_p95 <= period * 1e3 else f"wait p95 {wait_p95:.1f} ms > one period"
         return {
-            "path": path, "final_state": state, "threads": threads, "mode": mode, "published": len(published),
+            "path": path, "final_state": state, "threads": threads, "executor_threads": executor_threads,
+            "mode": mode, "published": len(published), "load_average_1min": round(os.getloadavg()[0], 2),
             "processed": processed,
             "drop_rate": 1.0 - processed / max(1, len(published)),
             "latency_ms": {"p50": float(np.percentile(latencies, 50)) if processed else None,
@@ -212,8 +219,12 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             "output_rate_hz": processed / duration,
             "node_diagnostics": {k: latency_diag.get(k) for k in sorted(latency_diag)},
             "node_rates": diag.get(f"{NODE}: rates", {}),
+            "node_missed": None if missed_at_start is None or _node_missed(diag) is None
+            else _node_missed(diag) - missed_at_start,
             "resolved_mode": diag.get(f"{NODE}: model and resources", {}).get("execution mode", mode),
             "stale_frames": stale,
+            "node_rss_mib": (int(rss) / 2**20 if (rss := diag.get(f"{NODE}: model and resources", {})
+                                                  .get("rss bytes")) else None),
         }
     finally:
         if process.poll() is None:
@@ -225,6 +236,12 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
                 process.wait(10)
         log.close()
         Path(log.name).unlink(missing_ok=True)
+
+
+def _node_missed(diag: dict[str, Any]) -> int | None:
+    """The node's count of frames missed before its callback (stamp gaps) in a diagnostics report."""
+    value = diag.get(f"{NODE}: rates", {}).get("frames missed before the node")
+    return None if value is None else int(value)
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -258,19 +275,28 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "`tracking` runs tracker.scale_num (3) crops a frame; `lost` searches the lost-target region, "
         "tracker.lost_search_max (3) times the normal one, as a 3x3 grid of crops a frame.",
         "",
-        "| path | threads | mode | p50 ms | p95 ms | max ms (median of run maxima) | drop rate | output Hz "
-        "| node processing p50 / p95 ms | node wait p95 ms | stale frames | state |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Executor: the node's executor_threads (1: SingleThreadedExecutor, more: MultiThreadedExecutor). Node "
+        "missed = frames the node itself counted as missed before its callback (stamp gaps) in the measured window "
+        "(from its diagnostics report before the window to the last one; median of the runs). "
+        "Node RSS = the node process's resident memory in its last diagnostics report of a run (median of the "
+        "runs). Load = the 1-minute load average at the end of each run (min .. max of the row's runs).",
+        "",
+        "| path | threads | executor | mode | p50 ms | p95 ms | max ms (median of run maxima) | drop rate "
+        "| node missed | output Hz | node processing p50 / p95 ms | node wait p95 ms | stale frames | state "
+        "| node RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["summary"]:
         def fmt(v: float | None, spec: str = ".1f") -> str:
             return "n/a" if v is None else format(v, spec)
 
-        lines.append(f"| {row['path']} | {row['threads']} | {row['mode']} | {fmt(row['p50_ms'])} | "
-                     f"{fmt(row['p95_ms'])} | "
-                     f"{fmt(row['max_ms'])} | {fmt(row['drop_rate'], '.2f')} | {fmt(row['output_rate_hz'])} | "
+        lines.append(f"| {row['path']} | {row['threads']} | {row.get('executor_threads', 1)} | {row['mode']} | "
+                     f"{fmt(row['p50_ms'])} | {fmt(row['p95_ms'])} | "
+                     f"{fmt(row['max_ms'])} | {fmt(row['drop_rate'], '.3f')} | {fmt(row.get('node_missed'), '.0f')} | "
+                     f"{fmt(row['output_rate_hz'])} | "
                      f"{fmt(row['node_processing_p50_ms'])} / {fmt(row['node_processing_p95_ms'])} | "
-                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} |")
+                     f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} | "
+                     f"{fmt(row.get('node_rss_mib'), '.0f')} | {row.get('load', 'n/a')} |")
     target = results["target"]
     lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
               f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
@@ -284,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["whole"], help="execution_mode values of the node to compare")
     parser.add_argument("--paths", nargs="+", choices=list(PATH_PARAMS), default=list(PATH_PARAMS),
                         help="tracker paths to measure (see the module docstring)")
+    parser.add_argument("--executor-threads", type=int, nargs="+", default=[1],
+                        help="the node's executor_threads values to compare (1: single-threaded executor)")
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--reliability", choices=["", "best_effort", "reliable"], default="",
                         help="override the node's input QoS reliability (default: the node's, best effort)")
@@ -309,11 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     load_start = os.getloadavg()  # the machine is shared: the numbers mean little without the load beside them
     try:
-        plan = [(p, m, t, r) for p in args.paths for m in args.modes for t in args.threads for r in range(args.repeats)]
-        for path, mode, threads, repeat in plan:
-            _log(f"path {path}, mode {mode}, threads {threads}, run {repeat + 1}/{args.repeats}")
+        # Round robin: each repeat runs every configuration once, so a change of load hits all of them alike.
+        plan = [(p, m, t, e, r) for r in range(args.repeats) for p in args.paths for m in args.modes
+                for t in args.threads for e in args.executor_threads]
+        for path, mode, threads, executor_threads, repeat in plan:
+            _log(f"path {path}, mode {mode}, threads {threads}, executor threads {executor_threads}, "
+                 f"run {repeat + 1}/{args.repeats}")
             result = run_once(client, model, threads, mode, args.rate, args.duration, args.warmup, box,
-                              dict(os.environ), args.reliability, path)
+                              dict(os.environ), args.reliability, path, executor_threads)
             _log(f"  p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
                  f"drop rate {result['drop_rate']:.2f}")
             runs.append(result)
@@ -322,15 +353,22 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     load_end = os.getloadavg()
     summary = []
-    for path, mode, threads in [(p, m, t) for p in args.paths for m in args.modes for t in args.threads]:
-        mine = [r for r in runs if r["path"] == path and r["threads"] == threads and r["mode"] == mode]
+    for path, mode, threads, executor_threads in [(p, m, t, e) for p in args.paths for m in args.modes
+                                                  for t in args.threads for e in args.executor_threads]:
+        mine = [r for r in runs if r["path"] == path and r["threads"] == threads and r["mode"] == mode
+                and r["executor_threads"] == executor_threads]
+        missed = [r.get("node_missed") for r in mine]
+        loads = [r["load_average_1min"] for r in mine]
         waits = [float(r["node_diagnostics"].get("wait p95 ms") or "nan") for r in mine]
         waits = [w for w in waits if w == w]
         resolved = sorted({r.get("resolved_mode", mode) for r in mine})
         processing = [(float(r["node_diagnostics"].get("processing median ms") or "nan"),
                        float(r["node_diagnostics"].get("processing p95 ms") or "nan")) for r in mine]
         summary.append({
-            "path": path, "threads": threads,
+            "path": path, "threads": threads, "executor_threads": executor_threads,
+            "node_missed": _median([float(m) for m in missed if m is not None]),
+            "node_rss_mib": _median([r.get("node_rss_mib") for r in mine]),
+            "load": f"{min(loads):.1f} .. {max(loads):.1f}" if loads else "n/a",
             "mode": mode if resolved == [mode] else f"{mode} ({', '.join(resolved)})",
             "states": ", ".join(sorted({str(r["final_state"]) for r in mine})),
             "node_processing_p50_ms": _median([p for p, _ in processing if p == p]),
@@ -344,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             "stale": "none" if all(r["stale_frames"] == "none" for r in mine) else
             "; ".join(str(r["stale_frames"]) for r in mine),
         })
-    met = {f"{s['path']}, {s['mode']}, {s['threads']} thread(s)":
+    met = {f"{s['path']}, {s['mode']}, {s['threads']} thread(s), executor {s['executor_threads']}":
            ("yes" if s["p95_ms"] is not None and s["p95_ms"] <= 40.0 and s["stale"] == "none" else "no")
            for s in summary}
     command = "python -m siammixer_ros.tools.bench_node " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -352,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"model": model_text, "model_path": str(model), "width": width, "height": height,
                    "rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
                    "repeats": args.repeats, "modes": args.modes, "paths": args.paths,
+                   "executor_threads": args.executor_threads,
                    "input_reliability": args.reliability or "best_effort (node default)", "command": command.strip(),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
                               "shared with other jobs (noisy)",
