@@ -62,6 +62,7 @@ def test_quantised_ncc_model_is_int8_and_says_how(int8_ncc):
     assert info.quantization == quant
     assert quant["calibration"]["split"].startswith("train")
     assert quant["calibration"]["sequences"] == ["synthetic0", "synthetic1", "synthetic2"]
+    assert quant["check"]["frames_shared_with_calibration"] == 0
     assert {p["precision"] for p in quant["parts"].values()} == {"int8"}
     assert set(quant["parts"]) == set(parts)
     assert quant["method"]["weights"].startswith("int8") and quant["method"]["format"].startswith("QDQ")

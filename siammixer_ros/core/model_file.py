@@ -35,6 +35,10 @@ without the mask operations, for patches whose halo lies wholly inside the image
 ``search_patch``, ``search_global`` and ``search_patch_interior`` are optional: a model without the first
 two runs in whole-image mode only.
 
+An INT8 file (``siammixer-quantize``, siammixer_ros/tools/quantize.py) has the same parts with QDQ-quantised graphs
+and the same float32 inputs and outputs, plus ``siammixer.quantization`` (JSON: method, calibration data, float
+layers, per part its precision and sha256); :func:`check_quantization` refuses a file where it does not match.
+
 ``search_features`` is whatever the file's ``head`` part takes: a runtime only passes it from one part
 to the other. Files written by this project's exporter stop the search branch before its last linear
 layer (MB4's projection) and apply that layer to the template side inside ``head``, which is exact

@@ -112,11 +112,12 @@ def _progress(iterable: Iterable[Any], total: int | None, desc: str, quiet: bool
 
 
 def training_crops(dataset: str | Path, info: ModelInfo, frames_per_sequence: int, offset: float, seed: int,
-                   quiet: bool = False) -> CropSet:
+                   quiet: bool = False, avoid: CropSet | None = None) -> CropSet:
     """Crops from the training split of ``dataset`` (never its validation sequences), as the tracker makes them.
 
-    Per sequence, ``frames_per_sequence`` annotated frames evenly spaced (shifted by ``offset`` of the spacing, so
-    that two sets with different offsets share no frame). The template is cut around the frame's ground truth with
+    Per sequence, ``frames_per_sequence`` annotated frames evenly spaced (shifted by ``offset`` of the spacing);
+    frames that ``avoid`` used (template or search) are skipped for the next unused ones, so that a check set shares
+    no frame with the calibration set. The template is cut around the frame's ground truth with
     the tracker's context; the search crops come from the annotated frame a few frames later, centred on the
     ground truth displaced by up to a quarter of the target size (the tracker's centre is last frame's estimate),
     at the tracker's 3 scales.
@@ -131,9 +132,10 @@ def training_crops(dataset: str | Path, info: ModelInfo, frames_per_sequence: in
     scales = scale_factors(3, params.scale_step)
     rng = np.random.default_rng(seed)
     t_size, s_size = info.template_size, info.search_size
+    used = _frames_used(avoid) if avoid else set()
     templates, searches, frames = [], [], []
     for seq in _progress(sequences, len(sequences), "crops", quiet):
-        present = np.flatnonzero(seq.present)
+        present = np.array([i for i in np.flatnonzero(seq.present) if (seq.name, int(i)) not in used], dtype=int)
         if present.size < 2:
             continue
         step = present.size / frames_per_sequence
@@ -162,6 +164,10 @@ def training_crops(dataset: str | Path, info: ModelInfo, frames_per_sequence: in
     if not frames:
         raise RuntimeError(f"no training sequence with two annotated frames in {dataset}")
     return CropSet(to_nchw(np.stack(templates)), np.stack(searches), frames)
+
+
+def _frames_used(crops: CropSet) -> set[tuple[str, int]]:
+    return {(s, i) for s, t, x in crops.frames for i in (t, x)}
 
 
 # ------------------------------------------------------------------------------------------------ part inputs
@@ -337,8 +343,9 @@ def quantize_model_file(src: str | Path, dst: str | Path, options: QuantizeOptio
     log = (lambda *a: None) if options.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     log(f"calibration crops: {options.calibration_frames} frames per training sequence of {options.dataset}")
     calib = training_crops(options.dataset, info, options.calibration_frames, 0.0, options.seed, options.quiet)
-    check = training_crops(options.dataset, info, options.check_frames, 0.5, options.seed + 1, options.quiet)
-    overlap = {(s, t) for s, t, _ in calib.frames} & {(s, t) for s, t, _ in check.frames}
+    check = training_crops(options.dataset, info, options.check_frames, 0.5, options.seed + 1, options.quiet,
+                           avoid=calib)
+    overlap = _frames_used(calib) & _frames_used(check)
     feeds = part_inputs(info, parts, calib)
     main_feeds = [{"template": calib.templates[i:i + 1], "search": calib.searches[i]}
                   for i in range(len(calib.templates))]
