@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import requires_rclpy, unique_namespace
 
 from siammixer_ros.core import SiamMixerTracker
 from siammixer_ros.core.model_file import read_model_file
@@ -62,3 +63,22 @@ def test_shipped_int8_model_tracks_a_synthetic_moving_target(seed):
     tracker.init(seq.frames[0], seq.boxes[0])
     ious = [iou(tracker.update(frame).box, box) for frame, box in zip(seq.frames[1:], seq.boxes[1:], strict=True)]
     assert np.mean(ious) > 0.7, f"mean IoU {np.mean(ious):.3f} on a synthetic sequence (seed {seed})"
+
+
+@requires_rclpy
+def test_node_starts_with_the_int8_model_when_model_precision_says_so(ros_processes):
+    process = ros_processes.start_python_module(
+        "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={unique_namespace('int8')}",
+        "-p", "model_precision:=int8", name="int8_node")
+    process.wait_for_output(r"tracking on /")
+    assert "siammixer_xs_int8.onnx (variant xs, version 0.1.1-int8)" in process.output()
+
+
+@requires_rclpy
+def test_node_refuses_an_unknown_model_precision(ros_processes):
+    process = ros_processes.start_python_module("siammixer_ros.ros.node", "--ros-args", "-p", "model_precision:=int4",
+                                                name="int4_node")
+    process.popen.wait(60)
+    output = process.output()
+    assert process.popen.returncode == 1, output
+    assert "model_precision" in output and "int8" in output and "Traceback" not in output
