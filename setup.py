@@ -67,6 +67,8 @@ setup(
             "siammixer-live-eval = siammixer_ros.bag.live_eval:main",
             "siammixer-bench-node = siammixer_ros.tools.bench_node:main",
             "siammixer-tune-tracker = siammixer_ros.tools.tune_tracker:main",
+            "siammixer-quantize = siammixer_ros.tools.quantize:main",
+            "siammixer-bench-quantization = siammixer_ros.tools.bench_quantization:main",
         ],
     },
 )

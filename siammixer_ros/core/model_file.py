@@ -35,6 +35,10 @@ without the mask operations, for patches whose halo lies wholly inside the image
 ``search_patch``, ``search_global`` and ``search_patch_interior`` are optional: a model without the first
 two runs in whole-image mode only.
 
+An INT8 file (``siammixer-quantize``, siammixer_ros/tools/quantize.py) has the same parts with QDQ-quantised graphs
+and the same float32 inputs and outputs, plus ``siammixer.quantization`` (JSON: method, calibration data, float
+layers, per part its precision and sha256); :func:`check_quantization` refuses a file where it does not match.
+
 ``search_features`` is whatever the file's ``head`` part takes: a runtime only passes it from one part
 to the other. Files written by this project's exporter stop the search branch before its last linear
 layer (MB4's projection) and apply that layer to the template side inside ``head``, which is exact
@@ -45,6 +49,7 @@ every search image.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +73,12 @@ PART_SEARCH_PATCH_INTERIOR = "search_patch_interior"
 PART_HEAD = "head"
 REQUIRED_PARTS = (PART_TEMPLATE, PART_SEARCH, PART_HEAD)
 PATCH_PARTS = (PART_SEARCH_PATCH, PART_SEARCH_GLOBAL)
+# ModelInfo.quantization of an INT8 file (siammixer-quantize): how it was quantised, and per part its precision and the
+# sha256 of its bytes, so that a reader can tell a part swapped or edited after quantisation.
+QUANTIZATION_REQUIRED_KEYS = ("method", "calibration", "float_layers", "parts")
+PART_PRECISIONS = ("int8", "float")
+# An operator every QDQ-quantised ONNX graph holds; looked for in a part's serialised bytes (no onnx package needed).
+_QDQ_OP = b"DequantizeLinear"
 
 
 class ModelError(RuntimeError):
@@ -106,10 +117,17 @@ class ModelInfo:
     # SEARCH_OUTPUT_HIDDEN (before MB4's projection, which the head applies to the template side).
     search_output: str = "features"
     parts: tuple[str, ...] = ()
+    # Empty for a float file; for an INT8 file (siammixer-quantize), how it was quantised (see
+    # check_quantization): written as ``siammixer.quantization`` only when not empty.
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_patch_parts(self) -> bool:
         return all(p in self.parts for p in PATCH_PARTS) and self.patch_size > 0
+
+    @property
+    def is_quantized(self) -> bool:
+        return bool(self.quantization)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``siammixer.*`` metadata entries (without the parts themselves)."""
@@ -117,6 +135,10 @@ class ModelInfo:
         for key, value in asdict(self).items():
             if key == "parts":
                 value = ",".join(value)
+            elif key == "quantization":
+                if not value:
+                    continue
+                value = json.dumps(value, sort_keys=True)
             elif key == "provenance":
                 value = json.dumps(value, sort_keys=True)
             out[META_PREFIX + key] = str(value)
@@ -144,6 +166,14 @@ class ModelInfo:
                 kwargs[name] = tuple(p for p in raw.split(",") if p)
             elif name == "provenance":
                 kwargs[name] = json.loads(raw) if raw else {}
+            elif name == "quantization":
+                try:
+                    kwargs[name] = json.loads(raw) if raw else {}
+                except ValueError as exc:
+                    raise ModelError(f"{source}: its quantisation metadata ({key}) is not valid JSON: {exc}") from exc
+                if not isinstance(kwargs[name], dict) or not kwargs[name]:
+                    raise ModelError(f"{source}: its quantisation metadata ({key}) must be a non-empty JSON object, "
+                                     f"got {raw[:80]!r}")
             elif f.type in ("int", int):
                 kwargs[name] = int(raw)
             else:
@@ -193,13 +223,64 @@ def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, bytes]]:
     missing = [p for p in REQUIRED_PARTS if p not in parts]
     if missing:
         raise ModelError(f"{path} lacks required parts: {', '.join(missing)}")
+    check_quantization(info, parts, str(path))
     return info, parts
+
+
+def part_sha256(part: bytes) -> str:
+    return hashlib.sha256(part).hexdigest()
+
+
+def check_quantization(info: ModelInfo, parts: dict[str, bytes], source: str = "model") -> None:
+    """Refuse a file whose quantisation metadata does not match its parts (raises :class:`ModelError`).
+
+    A float file must hold no quantised part. An INT8 file's ``siammixer.quantization`` must have the keys of
+    :data:`QUANTIZATION_REQUIRED_KEYS`, list every part of the file and no other, give each a precision of
+    :data:`PART_PRECISIONS` that its graph has (an "int8" part holds QuantizeLinear/DequantizeLinear nodes, a
+    "float" part none), and the sha256 of the part's bytes as written (a part replaced or edited since does not match).
+    """
+    quant = info.quantization
+    if not quant:
+        quantized = sorted(name for name, data in parts.items() if _QDQ_OP in data)
+        if quantized:
+            raise ModelError(f"{source}: parts {', '.join(quantized)} are quantised (DequantizeLinear nodes) but "
+                             f"the file has no '{META_PREFIX}quantization' metadata saying how; write INT8 files with "
+                             "siammixer-quantize")
+        return
+    where = f"{source}: inconsistent quantisation metadata ({META_PREFIX}quantization)"
+    missing = [k for k in QUANTIZATION_REQUIRED_KEYS if k not in quant]
+    if missing:
+        raise ModelError(f"{where}: missing {', '.join(missing)}")
+    listed = quant["parts"]
+    if not isinstance(listed, dict):
+        raise ModelError(f"{where}: 'parts' must map each part to its precision and sha256")
+    unlisted, absent = sorted(set(parts) - set(listed)), sorted(set(listed) - set(parts))
+    if unlisted or absent:
+        raise ModelError(f"{where}: " + "; ".join(
+            ([f"parts {', '.join(unlisted)} are in the file but not in the metadata"] if unlisted else [])
+            + ([f"parts {', '.join(absent)} are in the metadata but not in the file"] if absent else [])))
+    for name, data in parts.items():
+        entry = listed[name]
+        precision = entry.get("precision") if isinstance(entry, dict) else None
+        if precision not in PART_PRECISIONS:
+            raise ModelError(f"{where}: part '{name}' has precision {precision!r}, expected one of "
+                             f"{', '.join(PART_PRECISIONS)}")
+        has_qdq = _QDQ_OP in data
+        if precision == "int8" and not has_qdq:
+            raise ModelError(f"{where}: part '{name}' is marked int8 but its graph holds no quantised node "
+                             "(a float part in an INT8 file: quantise the float file again)")
+        if precision == "float" and has_qdq:
+            raise ModelError(f"{where}: part '{name}' is marked float but its graph holds quantised nodes")
+        if entry.get("sha256") != part_sha256(data):
+            raise ModelError(f"{where}: part '{name}' does not match the sha256 recorded when it was quantised "
+                             "(the part was replaced or edited afterwards: quantise the float file again)")
 
 
 def write_model_file(
     path: str | Path, main_model: Any, parts: dict[str, Any], info: ModelInfo
 ) -> Path:
-    """Write a model file: ``main_model`` and ``parts`` are ``onnx.ModelProto`` objects.
+    """Write a model file: ``main_model`` is an ``onnx.ModelProto``, ``parts`` are ``onnx.ModelProto`` objects
+    or their serialised bytes.
 
     Needs the ``onnx`` package (export and tests only, never the node).
     """
@@ -211,7 +292,7 @@ def write_model_file(
     info_with_parts = ModelInfo(**{**asdict(info), "parts": tuple(sorted(parts))})
     meta = info_with_parts.to_metadata()
     for name, proto in parts.items():
-        meta[PART_PREFIX + name] = encode_part(proto.SerializeToString())
+        meta[PART_PREFIX + name] = encode_part(proto if isinstance(proto, bytes) else proto.SerializeToString())
     del main_model.metadata_props[:]
     for key, value in sorted(meta.items()):
         entry = main_model.metadata_props.add()

@@ -78,6 +78,8 @@ from siammixer_ros.ros.stats import process_memory_bytes
 
 NODE_NAME = "siammixer_tracker"
 DEFAULT_MODEL_NAME = "siammixer_xs.onnx"
+# The installed model of each model_precision (the INT8 file is siammixer-quantize's copy of the float one).
+DEFAULT_MODEL_NAMES = {"float": DEFAULT_MODEL_NAME, "int8": "siammixer_xs_int8.onnx"}
 WARN_THROTTLE_S = 5.0
 
 
@@ -85,9 +87,10 @@ class StartupError(RuntimeError):
     """The node cannot start (missing/invalid model, invalid parameter); the message says what to fix."""
 
 
-def default_model_path() -> Path:
-    """share/siammixer_ros/models/siammixer_xs.onnx of the installed package, else the source tree's models/."""
-    return models_dir() / DEFAULT_MODEL_NAME
+def default_model_path(precision: str = "float") -> Path:
+    """share/siammixer_ros/models/siammixer_xs.onnx (precision "float") or siammixer_xs_int8.onnx ("int8") of the
+    installed package, else the source tree's models/."""
+    return models_dir() / DEFAULT_MODEL_NAMES[precision]
 
 
 # Requests the services hold while one is being answered. ROS's default (10) silently lost 89 of 100 concurrent
@@ -295,7 +298,8 @@ class TrackerNodeMixin:
         from siammixer_ros.core.runtime import RuntimeOptions
         from siammixer_ros.core.tracker import SiamMixerTracker
 
-        path = Path(self._cfg["model_path"]) if self._cfg["model_path"] else default_model_path()
+        path = (Path(self._cfg["model_path"]) if self._cfg["model_path"]
+                else default_model_path(self._cfg["model_precision"]))
         self._model_path = path
         if not path.is_file():
             hint = "" if self._cfg["model_path"] else " (the default model; no trained model is installed?)"

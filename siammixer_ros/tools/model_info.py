@@ -128,6 +128,26 @@ def _kb(n: float) -> str:
     return f"{n / 1000:.1f} kB"
 
 
+def _quantization_lines(quant: dict[str, Any]) -> list[str]:
+    """What an INT8 file (siammixer-quantize) says about its quantisation; nothing for a float file."""
+    if not quant:
+        return []
+    method, calib = quant.get("method", {}), quant.get("calibration", {})
+    parts = ", ".join(f"{name} {p.get('precision')}" for name, p in sorted(quant.get("parts", {}).items()))
+    lines = [f"  quantised: {method.get('format', '?').split(' ')[0]}, weights {method.get('weights')}, activations "
+             f"{method.get('activations')}, {method.get('calibration_method')} ranges",
+             f"  calibration: {calib.get('template_crops')} templates, {calib.get('search_crops')} search crops from "
+             f"{len(calib.get('sequences', []))} sequences of {calib.get('dataset')} ({calib.get('split')})",
+             f"  parts: {parts}"]
+    for layer, why in quant.get("float_layers", {}).items():
+        lines.append(f"  kept float: {layer}: {why}")
+    final = quant.get("check", {}).get("this_file")
+    if final:
+        lines.append(f"  response error vs float: {final['relative_rms']:.4f} relative RMS, peak agreement "
+                     f"{final['peak_agreement']:.2f} ({final['samples']} samples)")
+    return lines
+
+
 def format_report(r: dict[str, Any], per_layer: bool = True) -> str:
     info = r["info"]
     lines = [
@@ -139,6 +159,7 @@ def format_report(r: dict[str, Any], per_layer: bool = True) -> str:
         f"  patch size {info['patch_size']}, halo before/after {info['halo_before']}/{info['halo_after']}",
         f"  normalisation: {info['normalisation']}",
         f"  architecture: {r['architecture_source']}",
+        *_quantization_lines(info.get("quantization") or {}),
         "",
         f"Parameters: {r['params']:,} ({r['params'] / 1e6:.3f} M; paper "
         f"{PAPER_PARAMS.get(info['variant'], float('nan')) / 1e6:.3f} M for {info['variant'].upper()})",
