@@ -33,7 +33,7 @@ import torch
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from siammixer_ros.train.data import PairSampler, StillImages, collate, split_sequences
-from siammixer_ros.train.losses import distillation_loss, feature_distillation_loss, joint_loss
+from siammixer_ros.train.losses import box_loss, distillation_loss, feature_distillation_loss, joint_loss
 
 LOG_FIELDS = ["step", "pairs", "elapsed_s", "lr", "loss", "logistic", "triplet", "distill", "feature_distill",
               "grad_norm", "pairs_per_s", "data_wait_s", "head_scale", "head_bias"]
@@ -51,7 +51,7 @@ def lr_at(cfg: TrainConfig, pairs: int) -> float:
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     from siammixer_ros.model.network import SiamMixer
 
-    model = SiamMixer(variant=cfg.variant)
+    model = SiamMixer(variant=cfg.variant, box_head=cfg.box_head)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -77,10 +77,12 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module,
     # No weight decay on norms and biases. The head's scalar scale (init 1e-3) and bias get their own,
     # smaller LR: an Adam step moves a parameter by ~lr whatever its size, and at lr 2e-3 the scale
     # collapsed to zero in the first hundred steps (measured), taking the response with it.
-    decay, no_decay, head = [], [], []
+    decay, no_decay, head, box_decay, box_no_decay = [], [], [], [], []
     for name, p in model.named_parameters():
         if name.startswith("head_module."):
             head.append(p)
+        elif name.startswith("box_head."):  # groups of their own, last: a run can add the branch on --resume
+            (box_no_decay if p.ndim <= 1 else box_decay).append(p)
         else:
             (no_decay if p.ndim <= 1 else decay).append(p)
     if adapter is not None:
@@ -89,11 +91,31 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module,
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
               {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
               {"params": head, "weight_decay": 0.0, "lr_mult": cfg.optim.head_lr_mult}]
+    if box_decay or box_no_decay:
+        groups += [{"params": box_decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
+                   {"params": box_no_decay, "weight_decay": 0.0, "lr_mult": 1.0}]
     if cfg.optim.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.optim.lr)
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=True)
     raise ValueError(f"unknown optimiser {cfg.optim.name!r}; use 'adamw' or 'sgd'")
+
+
+def optimizer_state_with_new_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A saved optimiser state extended by the groups ``optimizer`` has beyond it (the box branch switched on at a
+    resume): the saved groups keep their state, the new ones start empty with their current settings."""
+    current = optimizer.state_dict()
+    old, new = saved["param_groups"], current["param_groups"]
+    if len(old) >= len(new):
+        return saved
+    count = sum(len(g["params"]) for g in old)
+    groups = [dict(g) for g in old]
+    for group in new[len(old):]:
+        extended = dict(group)
+        extended["params"] = list(range(count, count + len(group["params"])))
+        count += len(group["params"])
+        groups.append(extended)
+    return {"state": saved["state"], "param_groups": groups}
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -119,9 +141,14 @@ class BatchSource:
         batch = collate(pairs, self.cfg.labels.pos_radius, self.cfg.labels.neg_radius)
         batch["kinds"] = np.array([p.kind for p in pairs])
         if self.teacher is not None:
+            # The teacher's regression supervises the box branch on pseudo pairs (they have no ground truth).
+            pseudo = bool((batch["kinds"] == "pseudo").any())
+            teacher_box = self.cfg.box_head and self.cfg.loss.box_weight > 0 and pseudo
             out = self.teacher.outputs(np.stack([p.template for p in pairs]), np.stack([p.search for p in pairs]),
-                                       features=self.cfg.loss.feature_distill_weight > 0)
+                                       features=self.cfg.loss.feature_distill_weight > 0, box=teacher_box)
             batch["teacher"] = out["logits"]
+            if "box" in out:
+                batch["teacher_box"] = out["box"]
             if "template_features" in out:
                 batch["teacher_template_features"] = out["template_features"]
                 batch["teacher_search_features"] = out["search_features"]
@@ -182,6 +209,8 @@ class Trainer:
         if cfg.pairs.sources.get("pseudo", 0) > 0 and (cfg.loss.distill_weight <= 0 or cfg.loss.distill_mode != "bce"):
             raise ValueError("pairs.sources.pseudo needs loss.distill_weight > 0 with distill_mode 'bce': pseudo pairs "
                              "have no ground truth, only the teacher's map supervises them")
+        if cfg.loss.box_weight > 0 and not cfg.box_head:
+            raise ValueError("loss.box_weight > 0 needs box_head: true (the box branch)")
         self.cfg = cfg
         self.progress = progress
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -228,19 +257,26 @@ class Trainer:
         self.last_track_pairs = 0
         if self.resume_state is not None:
             s = self.resume_state
-            self.model.load_state_dict(s["model"])
+            from siammixer_ros.model.network import load_model_state
+
+            # A run may switch the box branch on at a resume: only its weights are new (fresh), and its optimiser
+            # groups are added to the saved state.
+            new_keys = load_model_state(self.model, s["model"])
+            if new_keys:
+                print(f"--resume: the box branch is new in this run ({len(new_keys)} tensors, freshly initialised)",
+                      flush=True)
             if self.adapter is not None:
                 if "feature_adapter" not in s:
                     raise ValueError("--resume: the checkpoint has no feature adapter; feature distillation "
                                      "must be on from the start of a run (or start a new run with init_checkpoint)")
                 self.adapter.load_state_dict(s["feature_adapter"])
-            self.optimizer.load_state_dict(s["optimizer"])
+            self.optimizer.load_state_dict(optimizer_state_with_new_groups(s["optimizer"], self.optimizer))
             self.step, self.pairs_seen, self.elapsed = s["step"], s["pairs_seen"], s["elapsed_s"]
             self.best_metric, self.best_step = s["best_metric"], s["best_step"]
             self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
             torch.set_rng_state(s["torch_rng"])
             # Steps after the checkpoint (a run killed between saves) are redone: drop their old log rows.
-            for name in ("log.csv", "val.csv"):
+            for name in ("log.csv", "val.csv", "log_box.csv", "val_box.csv"):
                 self._truncate_csv(self.out / name, self.step)
         elif cfg.init_checkpoint:
             from siammixer_ros.model.export import load_checkpoint
@@ -298,6 +334,9 @@ class Trainer:
         metrics = {"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1)}
         t0 = time.time()
         metrics.update(self.validator.pairs_metrics(self.model))
+        if "val_box_iou" in metrics:  # a file of its own: val.csv keeps its columns when a run adds the branch
+            self._append_csv("val_box.csv", {k: metrics[k] for k in ("step", "pairs", "val_box_iou",
+                                                                      "val_box_iou_cells")})
         if tracking:
             metrics.update(self.validator.tracking_metrics(self.model))
         metrics["val_time_s"] = round(time.time() - t0, 1)
@@ -340,6 +379,16 @@ class Trainer:
                                         torch.from_numpy(batch["positive"]), cfg.loss.distill_mode,
                                         cfg.loss.distill_temperature)
             total = total + cfg.loss.distill_weight * distill
+        box = torch.zeros(())
+        if self.model.box_head is not None and cfg.loss.box_weight > 0:
+            teacher_box = batch.get("teacher_box")
+            box = box_loss(self.model.box(zf, xf), torch.from_numpy(batch["target_xy"]),
+                           torch.from_numpy(batch["target_wh"]),
+                           None if teacher_box is None else torch.from_numpy(teacher_box),
+                           None if teacher_box is None else torch.from_numpy(batch["teacher"]),
+                           torch.from_numpy(batch["kinds"] == "pseudo"), cfg.loss.box_loss,
+                           cfg.loss.box_teacher_min_logit)
+            total = total + cfg.loss.box_weight * box
         if not torch.isfinite(total):
             raise FloatingPointError(f"loss is {float(total)} at step {self.step}; lower the LR or check the data")
         self.optimizer.zero_grad(set_to_none=True)
@@ -352,7 +401,7 @@ class Trainer:
         head = self.model.head_module
         return {"lr": lr, "loss": float(total.detach()), "logistic": float(losses["logistic"].detach()),
                 "triplet": float(losses["triplet"].detach()), "distill": float(distill.detach()),
-                "feature_distill": float(feature_distill.detach()),
+                "feature_distill": float(feature_distill.detach()), "box": float(box.detach()),
                 "grad_norm": float(grad_norm), "head_scale": float(head.scale.detach()),
                 "head_bias": float(head.bias.detach())}
 
@@ -391,6 +440,8 @@ class Trainer:
                 row.update({"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1),
                             "pairs_per_s": bs / max(t2 - t0, 1e-9), "data_wait_s": t1 - t0})
                 self._append_csv("log.csv", row, LOG_FIELDS)
+                if self.model.box_head is not None and cfg.loss.box_weight > 0:  # log.csv keeps its columns
+                    self._append_csv("log_box.csv", {k: row[k] for k in ("step", "pairs", "box")})
                 last_row = row
                 if bar is not None:
                     bar.update(1)
