@@ -198,7 +198,7 @@ def test_regression_follows_an_aspect_change_that_scale_search_cannot() -> None:
     for mode in ("regression", "both"):
         box = results[mode][-1]
         assert 0.4 < box[2] / box[3] < 0.65, (mode, box)  # the truth ends at 0.5
-        assert np.mean([iou(b, g) for b, g in zip(results[mode][-5:], seq.boxes[-5:])]) > 0.8, mode
+        assert np.mean([iou(b, g) for b, g in zip(results[mode][-5:], seq.boxes[-5:], strict=True)]) > 0.8, mode
     scale = results["scale"][-1]
     assert scale[2] / scale[3] > 1.8, scale  # scale search keeps the first box's 2:1
     assert iou(scale, last) < 0.45

@@ -83,7 +83,8 @@ def test_teacher_box_is_the_target_box_in_our_crop_pixels(teacher: NanoTrackTeac
     search = warp_crop(image, centre, crop_linear(2 * side, SEARCH_SIZE), SEARCH_SIZE)
     out = teacher.outputs(template[None], search[None], box=True)
     assert out["box"].shape == (1, 4, 9, 9)
-    l, t, r, b = out["box"][0, :, 4, 4]  # the centre cell, on the target's centre
+    left, top, right, bottom = out["box"][0, :, 4, 4]  # the centre cell, on the target's centre
     want = box[2] * SEARCH_SIZE / (2 * side)
-    assert abs((l + r) - want) < 0.2 * want and abs((t + b) - want) < 0.2 * want, (l, t, r, b, want)
-    assert abs((r - l) / 2) < 8 and abs((b - t) / 2) < 8  # centred on the cell's point
+    assert abs((left + right) - want) < 0.2 * want and abs((top + bottom) - want) < 0.2 * want, (out["box"][0, :, 4, 4],
+                                                                                                want)
+    assert abs((right - left) / 2) < 8 and abs((bottom - top) / 2) < 8  # centred on the cell's point
