@@ -225,3 +225,14 @@ def test_regression_mode_runs_one_search_crop() -> None:
         tracker = SiamMixerTracker(ncc_box_model_path(), {"box_mode": mode})
         tracker.init(seq.frames[0], seq.boxes[0])
         assert tracker.update(seq.frames[1]).search_crops == crops
+
+
+def test_node_parameter_box_mode_lists_its_choices_and_refuses_others() -> None:
+    from siammixer_ros.ros.params import all_param_specs, validate_change
+
+    specs = {spec.name: spec for spec in all_param_specs()}
+    spec = specs["tracker.box_mode"]
+    assert spec.kind == "string" and spec.default == "scale" and spec.choices == ("scale", "regression", "both")
+    defaults = {s.name: s.default for s in all_param_specs()}
+    assert validate_change(defaults, {"tracker.box_mode": "both"}) is None
+    assert "must be one of scale, regression, both" in validate_change(defaults, {"tracker.box_mode": "anchors"})

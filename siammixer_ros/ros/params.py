@@ -204,7 +204,7 @@ def validate_change(current: dict[str, Any], changes: dict[str, Any]) -> str | N
     for name, value in changes.items():
         spec = specs.get(name)
         if name in choices and value not in choices[name]:
-            return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+            return f"{name} must be one of {', '.join(choices[name])}, got '{value}'"
         if spec is not None and spec.low is not None and isinstance(value, (int, float)):
             if not (spec.low <= value <= spec.high):
                 return f"{name} must be in {spec.low:g} .. {spec.high:g}, got {value}"
