@@ -236,3 +236,23 @@ def test_node_parameter_box_mode_lists_its_choices_and_refuses_others() -> None:
     defaults = {s.name: s.default for s in all_param_specs()}
     assert validate_change(defaults, {"tracker.box_mode": "both"}) is None
     assert "must be one of scale, regression, both" in validate_change(defaults, {"tracker.box_mode": "anchors"})
+
+
+def test_box_fit_averages_iou_over_the_tracked_frames_only(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from siammixer_ros.eval.runner import result_paths
+    from siammixer_ros.tools.box_fit import box_fit
+
+    truth = np.array([[10, 10, 20, 20], [10, 10, 20, 20], [10, 10, 20, 20], [10, 10, 20, 20]], dtype=float)
+    predicted = ["nan,nan,nan,nan", "10,10,20,10", "100,100,5,5", "10,10,20,20"]  # init, IoU 0.5, lost, IoU 1
+    paths = result_paths(tmp_path, "siammixer", "seq")
+    paths["boxes"].parent.mkdir(parents=True)
+    paths["boxes"].write_text("\n".join(predicted) + "\n")
+    paths["scores"].write_text("nan\n1\n1\n1\n")
+    paths["times"].write_text("0.1\n0.01\n0.01\n0.01\n")
+    paths["done"].write_text(json.dumps({"init_frame": 0}))
+    rows = box_fit(tmp_path, [SimpleNamespace(name="seq", boxes=truth), SimpleNamespace(name="other", boxes=truth)])
+    assert list(rows) == ["seq"]  # unfinished sequences are left out
+    assert rows["seq"]["tracked_iou"] == pytest.approx(0.75)
+    assert rows["seq"]["tracked_share"] == pytest.approx(2 / 3) and rows["seq"]["mean_iou"] == pytest.approx(0.5)
