@@ -171,8 +171,8 @@ def test_files_without_the_branch_track_exactly_as_before() -> None:
         assert tracker.params.box_mode == "scale"
         tracker.init(seq.frames[0], seq.boxes[0])
         got = [list(tracker.update(frame).box) for frame in seq.frames[1:]]
-        # Bit-identical on the machine the file was made on; 1e-3 px leaves room for another CPU's float kernels.
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3, err_msg=name)
+        # Bit-identical on the machine the file was made on; 0.01 px leaves room for another CPU's float kernels.
+        np.testing.assert_allclose(got, want, rtol=0, atol=0.01, err_msg=name)
 
 
 def _aspect_sequence(frames: int = 40):
