@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-from siammixer_ros.testing.ncc_model import COMMITTED_STRIDES, build_ncc_model, ncc_model_path
+from siammixer_ros.testing.ncc_model import (
+    BOX_STRIDE,
+    COMMITTED_STRIDES,
+    build_ncc_model,
+    ncc_box_model_path,
+    ncc_model_path,
+)
 
 
 @pytest.mark.parametrize("stride", COMMITTED_STRIDES)
@@ -16,6 +22,35 @@ def test_committed_models_equal_a_fresh_build(tmp_path, stride):
     fresh = build_ncc_model(tmp_path / "fresh.onnx", stride=stride)
     assert fresh.read_bytes() == ncc_model_path(stride).read_bytes(), (
         "the NCC graphs changed: run python -m siammixer_ros.testing.ncc_model")
+
+
+def test_committed_box_model_equals_a_fresh_build(tmp_path):
+    pytest.importorskip("onnx", reason="building the NCC test model needs onnx (scripts/setup.sh --extras train)")
+    fresh = build_ncc_model(tmp_path / "fresh.onnx", stride=BOX_STRIDE, box_output=True)
+    assert fresh.read_bytes() == ncc_box_model_path().read_bytes(), (
+        "the NCC graphs changed: run python -m siammixer_ros.testing.ncc_model")
+
+
+def test_box_model_measures_the_saturated_target_exactly():
+    # The box output is a test fixture: the extent of the saturated colour. For an axis-aligned target it is the
+    # target's box (anti-aliased edges: within a pixel), from every cell.
+    import numpy as np
+
+    from siammixer_ros.core.runtime import SiamMixerRuntime
+    from siammixer_ros.testing.synthetic import render_sequence
+
+    runtime = SiamMixerRuntime(ncc_box_model_path())
+    x0, y0, w, h = 90.0, 101.0, 61.0, 37.0  # the box covers pixels x0 .. x0 + w - 1
+    image = render_sequence([(x0, y0, w, h)], size=(256, 256), seed=2, saturated=True).frames[0]
+    search = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+    response, box = runtime.response_and_box(runtime.template_features(search[:, :, :128, :128]),
+                                             runtime.search_features(search))
+    r = runtime.info.response_size
+    points = 127.5 + 16 * (np.arange(r) - (r - 1) / 2)
+    edges = np.stack([points[None, :] - box[0, 0], points[:, None] - box[0, 1],
+                      points[None, :] + box[0, 2], points[:, None] + box[0, 3]])
+    want = np.array([x0 - 0.5, y0 - 0.5, x0 + w - 0.5, y0 + h - 0.5])
+    assert np.abs(edges - want[:, None, None]).max() < 1.0
 
 
 def test_committed_models_track_without_the_onnx_package():

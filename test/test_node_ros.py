@@ -467,6 +467,10 @@ def test_parameters_are_validated_at_run_time_with_a_reason(raw):
     assert not result.successful and "lost_score" in result.reason
     result = raw.set_parameter("input_type", "mjpeg")
     assert not result.successful
+    result = raw.set_parameter("tracker.box_mode", "anchors")
+    assert not result.successful and "scale, regression, both" in result.reason
+    result = raw.set_parameter("tracker.box_mode", "regression")  # the NCC test model has no box output
+    assert not result.successful and "needs a model with a box output" in result.reason
     assert raw.set_parameter("diagnostics.latency_warn_ms", 30.0).successful
     assert raw.set_parameter("diagnostics.latency_warn_ms", 40.0).successful  # the default again
     assert raw.process.poll() is None

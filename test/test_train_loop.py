@@ -308,3 +308,38 @@ def test_set_overrides_config_values_and_refuses_unknown_keys() -> None:
         apply_overrides(TrainConfig(), ["optim.lrr=1"])
     with pytest.raises(ValueError, match="dotted.key=value"):
         apply_overrides(TrainConfig(), ["optim.lr"])
+def test_box_branch_learns_and_joins_a_run_at_its_resume(tiny_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    cache = tmp_path / "cache"
+    box_loss = {"distill_weight": 0.0, "box_weight": 1.0}
+    cfg = _config(tiny_data, cache, box_loss)
+    with pytest.raises(ValueError, match="box_head"):
+        Trainer(cfg, tmp_path / "no_branch", progress=False)
+    cfg.box_head = True
+    trainer = Trainer(cfg, tmp_path / "fixed", progress=False)
+    batch = trainer.batches.make(0)
+    assert batch["target_wh"].shape == (4, 2)
+    rows = [trainer.train_step(batch) for _ in range(8)]
+    assert rows[0]["box"] > 0 and rows[-1]["box"] < rows[0]["box"], [r["box"] for r in rows]
+
+    # A run without the branch, resumed with it: the backbone continues, the branch starts fresh.
+    plain = Trainer(_config(tiny_data, cache), tmp_path / "run", progress=False)
+    plain.run(max_steps=2)
+    before = {k: v.clone() for k, v in plain.model.state_dict().items()}
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+    assert (resumed.step, resumed.pairs_seen) == (2, 8)
+    for key, value in before.items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=key)
+    resumed.run(max_steps=1)
+    assert (tmp_path / "run" / "log_box.csv").read_text().splitlines()[0] == "step,pairs,box"
+    # Its checkpoint now has the branch; it resumes as a box run and exports a file with the box output.
+    again = Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+    assert again.step == 3 and again.model.box_head is not None
+    from siammixer_ros.core.model_file import read_model_file
+    from siammixer_ros.train.export import main as export_main
+
+    out = tmp_path / "box.onnx"
+    assert export_main(["--run", str(tmp_path / "run"), "--checkpoint", "last.pt", "--out", str(out)]) == 0
+    assert read_model_file(out)[0].has_box_output
+    metrics = again.validator.pairs_metrics(again.model)
+    assert 0.0 <= metrics["val_box_iou"] <= 1.0 and 0.0 <= metrics["val_box_iou_cells"] <= 1.0

@@ -124,3 +124,48 @@ def test_pairs_without_labelled_cells_do_not_dilute_the_logistic_loss() -> None:
     mixed = float(logistic_loss(torch.cat([scores, torch.zeros_like(scores)]), torch.cat([label, unlabelled])))
     assert mixed == pytest.approx(alone, rel=1e-6)
     assert float(logistic_loss(torch.zeros_like(scores), unlabelled)) == 0.0
+
+
+def test_box_targets_are_the_distances_to_the_box_edges_on_the_cells_inside() -> None:
+    from siammixer_ros.train.losses import box_targets
+
+    xy = torch.tensor([[127.5, 127.5], [float("nan"), float("nan")]])
+    wh = torch.tensor([[64.0, 32.0], [float("nan"), float("nan")]])
+    target, inside = box_targets(xy, wh)
+    assert target.shape == (2, 4, 9, 9) and inside.shape == (2, 9, 9)
+    # Centre cell (4, 4) looks at 127.5: 32 px to the left/right edges, 16 px to the top/bottom ones.
+    assert target[0, :, 4, 4].tolist() == [32.0, 16.0, 32.0, 16.0]
+    # Cells 16 px apart: a 64 x 32 box centred on a cell point holds 3 x 1 cell points strictly inside.
+    assert inside[0].sum() == 3 and inside[0, 4, 3:6].all()
+    assert not inside[1].any()  # a negative pair has no box
+
+
+def test_iou_loss_is_zero_for_the_right_box_and_grows_with_a_wrong_one() -> None:
+    from siammixer_ros.train.losses import iou_loss
+
+    target = torch.full((1, 4, 9, 9), 20.0)
+    cells = torch.zeros(1, 9, 9, dtype=torch.bool)
+    cells[0, 4, 4] = True
+    for kind in ("giou", "iou"):
+        assert float(iou_loss(target.clone(), target, cells, kind)) == pytest.approx(0.0, abs=1e-6)
+        wide = target.clone()
+        wide[:, 0] = 60.0  # left edge 40 px further: IoU = 40*40 / (80*40) = 0.5
+        assert float(iou_loss(wide, target, cells, kind)) == pytest.approx(0.5, abs=1e-5)
+    assert float(iou_loss(target, target, torch.zeros_like(cells))) == 0.0  # no cell: no loss
+
+
+def test_box_loss_takes_the_teachers_box_on_confident_cells_of_pseudo_pairs() -> None:
+    from siammixer_ros.train.losses import box_loss
+
+    nan = float("nan")
+    teacher = torch.full((2, 4, 9, 9), 24.0)
+    logits = torch.full((2, 9, 9), -3.0)
+    logits[1, 4, 4] = 2.0  # pair 1 (pseudo): the teacher is confident at the centre only
+    pred = torch.full((2, 4, 9, 9), 24.0)
+    xy, wh = torch.tensor([[nan, nan], [nan, nan]]), torch.tensor([[nan, nan], [nan, nan]])
+    pseudo = torch.tensor([False, True])
+    assert float(box_loss(pred, xy, wh, teacher, logits, pseudo)) == pytest.approx(0.0, abs=1e-6)
+    wrong = torch.full((2, 4, 9, 9), 24.0)
+    wrong[1, :, 4, 4] = 12.0
+    loss = box_loss(wrong, xy, wh, teacher, logits, pseudo)
+    assert float(loss) > 0.5  # one cell, IoU 0.25

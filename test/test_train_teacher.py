@@ -72,3 +72,19 @@ def test_teacher_features_come_with_the_logits(teacher: NanoTrackTeacher) -> Non
     np.testing.assert_array_equal(out["search_features"][0], out["search_features"][1])
     assert np.abs(out["template_features"][0] - out["template_features"][1]).max() > 0.1
     assert "template_features" not in teacher.outputs(template[None], search[None])
+
+
+def test_teacher_box_is_the_target_box_in_our_crop_pixels(teacher: NanoTrackTeacher) -> None:
+    # The 40 x 40 target in a search crop of side 2 * context_side (80): 128 x 128 of our 256-crop pixels.
+    image, box = _scene()
+    centre = box_center(box)
+    side = context_side(box[2], box[3])
+    template = warp_crop(image, centre, crop_linear(side, TEMPLATE_SIZE), TEMPLATE_SIZE)
+    search = warp_crop(image, centre, crop_linear(2 * side, SEARCH_SIZE), SEARCH_SIZE)
+    out = teacher.outputs(template[None], search[None], box=True)
+    assert out["box"].shape == (1, 4, 9, 9)
+    left, top, right, bottom = out["box"][0, :, 4, 4]  # the centre cell, on the target's centre
+    want = box[2] * SEARCH_SIZE / (2 * side)
+    assert abs((left + right) - want) < 0.2 * want and abs((top + bottom) - want) < 0.2 * want, (out["box"][0, :, 4, 4],
+                                                                                                want)
+    assert abs((right - left) / 2) < 8 and abs((bottom - top) / 2) < 8  # centred on the cell's point

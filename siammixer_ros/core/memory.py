@@ -38,6 +38,7 @@ NORMALISATION = (
 PAPER_PEAK_BYTES = 196_000  # "196 kB" (Sec. 4.2), int8 feature maps
 PAPER_REDUCTION = 4.26  # patch-based vs whole-image peak (Sec. 4.2)
 MODES = ("whole", "batched", "row", "patch")
+BOX_FIELDS = ("box_head", "box_channels", "box_tower")
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,26 @@ class SiamMixerConfig:
     mixer2_channel_hidden: int = 392
     mb4: tuple[int, int, int, int] = (128, 256, 2, 1)
     head_scale_init: float = 1e-3
+    # Optional anchor-free box regression branch on depthwise-correlation features (off in the paper's variants):
+    # 1x1 adjust convs to ``box_channels`` on both sides, depthwise correlation, ``box_tower`` depthwise-separable
+    # 3x3 blocks, a 3x3 conv to (l, t, r, b) per response cell.
+    box_head: bool = False
+    box_channels: int = 64
+    box_tower: int = 2
 
     @classmethod
-    def for_variant(cls, variant: str) -> SiamMixerConfig:
+    def for_variant(cls, variant: str, box_head: bool = False) -> SiamMixerConfig:
         key = variant.lower()
         if key not in VARIANT_DEPTHS:
             raise ValueError(f"unknown SiamMixer variant {variant!r}; choose one of {', '.join(VARIANT_DEPTHS)}")
-        return cls(depth=VARIANT_DEPTHS[key])
+        return cls(depth=VARIANT_DEPTHS[key], box_head=box_head)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.box_head:  # files of variants without the branch keep their architecture entry unchanged
+            for key in BOX_FIELDS:
+                out.pop(key)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SiamMixerConfig:
@@ -180,6 +191,30 @@ def head_layer(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_
     return Layer("head", "correlation", (c, xt, xt), (1, r, r), 2, r * r * c * zt * zt)
 
 
+def box_layers(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_size: int = SEARCH_SIZE,
+               scales: int = 1) -> list[Layer]:
+    """The box branch of one head call on ``scales`` search maps ([] without the branch). Parameters count once;
+    MACs: the template adjust once per call, the rest per search map."""
+    if not cfg.box_head:
+        return []
+    cin, c = cfg.mb4[1], cfg.box_channels
+    zt, xt = template_size // STRIDE, search_size // STRIDE
+    r = xt - zt + 1
+    n = scales
+    layers = [
+        Layer("box", "template_adjust", (cin, zt, zt), (c, zt, zt), cin * c + 2 * c, zt * zt * cin * c),
+        Layer("box", "search_adjust", (cin, xt, xt), (c, xt, xt), cin * c + 2 * c, n * xt * xt * cin * c),
+        Layer("box", "dw_correlation", (c, xt, xt), (c, r, r), 0, n * r * r * c * zt * zt),
+    ]
+    for i in range(cfg.box_tower):
+        layers += [
+            Layer("box", f"tower{i}.depthwise", (c, r, r), (c, r, r), 9 * c + 2 * c, n * r * r * c * 9),
+            Layer("box", f"tower{i}.pointwise", (c, r, r), (c, r, r), c * c + 2 * c, n * r * r * c * c),
+        ]
+    layers.append(Layer("box", "predict", (c, r, r), (4, r, r), 9 * c * 4 + 4, n * r * r * 9 * c * 4))
+    return layers
+
+
 def patch_halo(cfg: SiamMixerConfig, patch_size: int = PATCH_SIZE) -> tuple[int, int]:
     """Pixels before / after a patch that MB1 and MB2 (strided kxk, padding k//2) need: (6, 3) for XS."""
     blocks = [cfg.mb1, cfg.mb2]
@@ -195,17 +230,23 @@ def patch_halo(cfg: SiamMixerConfig, patch_size: int = PATCH_SIZE) -> tuple[int,
 
 def count_parameters(cfg: SiamMixerConfig) -> int:
     """Trainable parameters (weights, biases, BN affine, head scale/bias), as PyTorch counts them."""
-    layers = branch_layers(cfg, TEMPLATE_SIZE, "template") + [head_layer(cfg)]
+    layers = branch_layers(cfg, TEMPLATE_SIZE, "template") + [head_layer(cfg)] + box_layers(cfg)
     return sum(layer.params for layer in layers)
 
 
 def count_macs(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_size: int = SEARCH_SIZE,
                scales: int = 1) -> dict[str, int]:
-    """MACs of one template + ``scales`` search images + their correlations (the paper's "FLOPs")."""
+    """MACs of one template + ``scales`` search images + their correlations (the paper's "FLOPs").
+
+    With the box branch, ``head`` includes it (one head call on the ``scales`` maps) and ``box`` is its share."""
     t = sum(layer.macs for layer in branch_layers(cfg, template_size, "template"))
     s = sum(layer.macs for layer in branch_layers(cfg, search_size, "search")) * scales
-    h = head_layer(cfg, template_size, search_size).macs * scales
-    return {"template": t, "search": s, "head": h, "total": t + s + h}
+    box = sum(layer.macs for layer in box_layers(cfg, template_size, search_size, scales))
+    h = head_layer(cfg, template_size, search_size).macs * scales + box
+    out = {"template": t, "search": s, "head": h, "total": t + s + h}
+    if cfg.box_head:
+        out["box"] = box
+    return out
 
 
 def executed_macs(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, search_size: int = SEARCH_SIZE,
@@ -222,6 +263,13 @@ def executed_macs(cfg: SiamMixerConfig, template_size: int = TEMPLATE_SIZE, sear
     template_projection = template[-1].macs  # (hidden x out) per template position, once per call
     macs["search"] -= search_projection
     macs["head"] += template_projection
+    if cfg.box_head:
+        # The box branch's search adjust takes MB4's projection folded in: hidden -> box_channels per position.
+        xt = search_size // STRIDE
+        hidden = cfg.mb4[0] * cfg.mb4[2]
+        change = xt * xt * (hidden - cfg.mb4[1]) * cfg.box_channels * scales
+        macs["head"] += change
+        macs["box"] += change
     macs["total"] = macs["template"] + macs["search"] + macs["head"]
     return macs
 

@@ -26,6 +26,7 @@ part               inputs                                                      o
 ``search_global``  ``patch_grid`` (B,C,G,G)                                    ``search_features``
 ``search_patch_interior``  ``patches`` (N,3,Q,Q)                              ``patch_features`` (N,C,g,g)
 ``head``           ``template_features``, ``search_features``                  ``response`` (B,1,R,R)
+                                                                               [+ ``box`` (B,4,R,R)]
 =================  ==========================================================  ==========================
 
 ``Q = patch_size + halo_before + halo_after``: a patch with the halo its convolutions need; the
@@ -44,6 +45,12 @@ to the other. Files written by this project's exporter stop the search branch be
 layer (MB4's projection) and apply that layer to the template side inside ``head``, which is exact
 because the correlation is linear (see ``SiamMixer.head_from_hidden``) and saves the layer's cost on
 every search image.
+
+Box output (optional; ``siammixer.box_output`` metadata, absent in files without it): the head part
+returns a second output ``box`` (B,4,R,R), per response cell the distances (l, t, r, b), in search-crop
+pixels, from the point the cell looks at (``(S - 1) / 2 + stride * (j - (R - 1) / 2)`` along each axis) to
+the left, top, right and bottom edges of the target's box. Readers that know nothing of it use the first
+output, ``response``, as before.
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ PART_PREFIX = META_PREFIX + "part."
 ARCHITECTURE_KEY = META_PREFIX + "architecture"
 # ModelInfo.search_output of files whose search parts stop before MB4's projection (see below).
 SEARCH_OUTPUT_HIDDEN = "mb4_hidden"
+# ModelInfo.box_output of files whose head also returns ``box`` (see the module docstring).
+BOX_OUTPUT_LTRB = "ltrb_search_pixels"
+BOX_OUTPUT_NAME = "box"
 
 PART_TEMPLATE = "template"
 PART_SEARCH = "search"
@@ -120,6 +130,9 @@ class ModelInfo:
     # Empty for a float file; for an INT8 file (siammixer-quantize), how it was quantised (see
     # check_quantization): written as ``siammixer.quantization`` only when not empty.
     quantization: dict[str, Any] = field(default_factory=dict)
+    # "" (no box output) or BOX_OUTPUT_LTRB: the head part's second output ``box``. Not written when empty, so
+    # files without the branch keep exactly the metadata they had.
+    box_output: str = ""
 
     @property
     def has_patch_parts(self) -> bool:
@@ -129,10 +142,16 @@ class ModelInfo:
     def is_quantized(self) -> bool:
         return bool(self.quantization)
 
+    @property
+    def has_box_output(self) -> bool:
+        return bool(self.box_output)
+
     def to_metadata(self) -> dict[str, str]:
         """The ``siammixer.*`` metadata entries (without the parts themselves)."""
         out = {META_PREFIX + "format_version": str(FORMAT_VERSION)}
         for key, value in asdict(self).items():
+            if key == "box_output" and not value:
+                continue
             if key == "parts":
                 value = ",".join(value)
             elif key == "quantization":
@@ -181,6 +200,9 @@ class ModelInfo:
         missing = [n for n in ("variant", "template_size", "search_size", "stride", "response_size") if n not in kwargs]
         if missing:
             raise ModelError(f"{source} lacks required metadata: {', '.join(META_PREFIX + m for m in missing)}")
+        if kwargs.get("box_output", "") not in ("", BOX_OUTPUT_LTRB):
+            raise ModelError(f"{source}: unknown box output format {kwargs['box_output']!r}; this siammixer_ros "
+                             f"reads {BOX_OUTPUT_LTRB!r}")
         return cls(**kwargs)
 
 

@@ -23,7 +23,14 @@ from typing import Any
 
 from siammixer_ros.core.errors import TrackerParamsError
 
-__all__ = ["TrackerParams"]
+__all__ = ["BOX_MODES", "TrackerParams"]
+
+#: How the box's size is found: ``scale`` (SiamFC's scale search, the box keeps its aspect ratio), ``regression``
+#: (one search crop; the cell and the box come from the model's box output, NanoTrack style), ``both`` (the scale
+#: search chooses the crop and the peak as with ``scale``; the box output at the peak gives the size).
+BOX_MODES = ("scale", "regression", "both")
+# Fields holding a word, not a number, and the words allowed.
+_CHOICES = {"box_mode": BOX_MODES}
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,16 @@ class TrackerParams:
     template_gate_score: float = 0.8
     template_gate_psr: float = 5.0
 
+    # -- Box regression (models with a box output, ``siammixer-model-info`` shows it; see BOX_MODES above).
+    #: ``scale``, ``regression`` or ``both``; the last two need a model file with a box output.
+    box_mode: str = "scale"
+    #: Size and aspect-change penalty ``exp(-(r_c * s_c - 1) * k)`` of a regressed box (NanoTrack v2's 0.15).
+    box_penalty_k: float = 0.15
+    #: Size smoothing: ``size = (1 - a) * size + a * box`` with ``a = box_lr * penalty * score`` (NanoTrack v2's 0.385).
+    box_lr: float = 0.385
+    #: ``regression``: weight of the cosine window on the cells, ``pscore (1 - w) + window w`` (NanoTrack v2's 0.49).
+    box_window_influence: float = 0.49
+
     def __post_init__(self) -> None:
         self._check()
 
@@ -192,6 +209,11 @@ class TrackerParams:
     def _check(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in _CHOICES:
+                if value not in _CHOICES[f.name]:
+                    raise TrackerParamsError(f"tracker parameter {f.name} must be one of "
+                                             f"{', '.join(_CHOICES[f.name])}, got {value!r}")
+                continue
             want_int = f.type in ("int", int)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TrackerParamsError(
@@ -241,3 +263,6 @@ class TrackerParams:
         need(0 <= self.distractor_subtract < 1, "distractor_subtract", "in [0, 1)")
         need(self.distractor_memory >= 1, "distractor_memory", ">= 1")
         need(self.template_gate_psr >= 0, "template_gate_psr", ">= 0")
+        need(self.box_penalty_k >= 0, "box_penalty_k", ">= 0")
+        need(0 <= self.box_lr <= 1, "box_lr", "in [0, 1]")
+        need(0 <= self.box_window_influence <= 1, "box_window_influence", "in [0, 1]")

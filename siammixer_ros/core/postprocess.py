@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Peak", "hann_window", "peak_to_sidelobe", "scale_factors", "select_peak", "sigmoid", "upsample"]
+__all__ = ["BoxChoice", "Peak", "box_at", "box_maps", "box_window", "hann_window", "peak_to_sidelobe", "scale_factors",
+           "select_box_cell", "select_peak", "sigmoid", "size_change_penalty", "upsample"]
 
 
 def sigmoid(x: float) -> float:
@@ -166,3 +167,90 @@ def select_peak(
         logit=float(chosen[py, px]),
         psr=peak_to_sidelobe(responses[best], psr_exclude_radius),
     )
+
+
+# --- box regression (models with a box output) -----------------------------------------------------------------
+
+def padded_side(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
+    """SiamFC/pysot ``sz``: the side of the square with the target's context, ``sqrt((w + p)(h + p))``, p = (w+h)/2."""
+    w, h = np.asarray(w, dtype=np.float64), np.asarray(h, dtype=np.float64)
+    pad = (w + h) * 0.5
+    return np.sqrt((w + pad) * (h + pad))
+
+
+def size_change_penalty(pred_w: np.ndarray | float, pred_h: np.ndarray | float, w: float, h: float,
+                        penalty_k: float) -> np.ndarray:
+    """pysot's (SiamRPN/NanoTrack) scale and aspect-change penalty ``exp(-(r_c * s_c - 1) k)`` in (0, 1]:
+    ``s_c`` = max(ratio, 1/ratio) of the padded sides, ``r_c`` the same of the aspect ratios (1 = no change)."""
+    pred_w = np.maximum(np.asarray(pred_w, dtype=np.float64), 1e-6)
+    pred_h = np.maximum(np.asarray(pred_h, dtype=np.float64), 1e-6)
+    scale = padded_side(pred_w, pred_h) / padded_side(max(w, 1e-6), max(h, 1e-6))
+    ratio = (w / max(h, 1e-6)) / (pred_w / pred_h)
+    change = np.maximum(scale, 1.0 / scale) * np.maximum(ratio, 1.0 / ratio)
+    return np.exp(-(change - 1.0) * penalty_k)
+
+
+def box_maps(box: np.ndarray, stride: float) -> tuple[np.ndarray, ...]:
+    """``(4, R, R)`` (l, t, r, b) -> ``(dx, dy, w, h)`` maps, search-crop pixels: the box centre's displacement from
+    the crop centre, and the box's size, per cell (the cell's point is ``stride * (j - (R - 1) / 2)`` from it)."""
+    r = box.shape[-1]
+    offsets = (np.arange(r, dtype=np.float64) - (r - 1) / 2.0) * stride
+    px, py = np.meshgrid(offsets, offsets)
+    left, top, right, bottom = (np.asarray(m, dtype=np.float64) for m in box)
+    return px + (right - left) / 2.0, py + (bottom - top) / 2.0, left + right, top + bottom
+
+
+def box_window(size: int) -> np.ndarray:
+    """NanoTrack's cosine window on the response cells: ``outer(hanning(R), hanning(R))``, peak 1 (not normalised)."""
+    return np.outer(np.hanning(size), np.hanning(size)) if size > 1 else np.ones((1, 1))
+
+
+@dataclass(frozen=True)
+class BoxChoice:
+    """A box read from the regression output: centre displacement and size in search-crop pixels."""
+
+    dx: float
+    dy: float
+    w: float
+    h: float
+    penalty: float  # size/aspect-change penalty of this box against the current target size, in (0, 1]
+    cell: tuple[int, int]  # (row, col) of the response cell
+
+
+def select_box_cell(response: np.ndarray, box: np.ndarray, stride: float, w: float, h: float,
+                    penalty_k: float, window: np.ndarray | None, window_influence: float) -> BoxChoice:
+    """NanoTrack's choice of a cell: ``pscore = penalty * sigmoid(logit)``, blended with the cosine window
+    (``window_influence``), arg-max; the box is that cell's regression. ``response`` (R, R) logits, ``box``
+    (4, R, R) (l, t, r, b), ``w`` x ``h`` the current target size in search-crop pixels."""
+    dx, dy, bw, bh = box_maps(box, stride)
+    score = 1.0 / (1.0 + np.exp(-np.asarray(response, dtype=np.float64)))
+    penalty = size_change_penalty(bw, bh, w, h, penalty_k)
+    pscore = penalty * score
+    if window is not None and window_influence > 0:
+        pscore = pscore * (1.0 - window_influence) + window * window_influence
+    row, col = divmod(int(np.argmax(pscore)), response.shape[-1])
+    return BoxChoice(float(dx[row, col]), float(dy[row, col]), float(bw[row, col]), float(bh[row, col]),
+                     float(penalty[row, col]), (row, col))
+
+
+def box_at(box: np.ndarray, dx: float, dy: float, stride: float, w: float, h: float,
+           penalty_k: float) -> BoxChoice:
+    """The regression's box size at a point ``(dx, dy)`` search-crop pixels from the crop centre (a peak of the
+    upsampled response): the cells' sizes ``l + r``, ``t + b`` interpolated bilinearly there; centre = the point."""
+    r = box.shape[-1]
+    fx = min(max(dx / stride + (r - 1) / 2.0, 0.0), r - 1.0)
+    fy = min(max(dy / stride + (r - 1) / 2.0, 0.0), r - 1.0)
+    x0, y0 = min(int(fx), r - 2) if r > 1 else 0, min(int(fy), r - 2) if r > 1 else 0
+    ax, ay = fx - x0, fy - y0
+    x1, y1 = min(x0 + 1, r - 1), min(y0 + 1, r - 1)
+
+    def bilinear(m: np.ndarray) -> float:
+        top = m[y0, x0] * (1 - ax) + m[y0, x1] * ax
+        bottom = m[y1, x0] * (1 - ax) + m[y1, x1] * ax
+        return float(top * (1 - ay) + bottom * ay)
+
+    sizes_w = np.asarray(box[0], dtype=np.float64) + box[2]
+    sizes_h = np.asarray(box[1], dtype=np.float64) + box[3]
+    bw, bh = bilinear(sizes_w), bilinear(sizes_h)
+    penalty = float(size_change_penalty(bw, bh, w, h, penalty_k))
+    return BoxChoice(dx, dy, bw, bh, penalty, (int(round(fy)), int(round(fx))))

@@ -274,6 +274,22 @@ class SiamMixerRuntime:
         self.last_timings["head"] = time.perf_counter() - t0
         return out
 
+    @property
+    def has_box_output(self) -> bool:
+        """Whether the model's head also returns the box regression (``siammixer.box_output`` metadata)."""
+        return self.info.has_box_output
+
+    def response_and_box(self, template_features: np.ndarray, search_features: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The head's outputs: ``response`` (B,1,R,R) and ``box`` (B,4,R,R) (l, t, r, b in search-crop pixels
+        from each cell's point, see core/model_file.py), or None for a model without the box output."""
+        t0 = time.perf_counter()
+        outputs = self._sessions[PART_HEAD].run(None, {
+            "template_features": np.ascontiguousarray(template_features, dtype=np.float32),
+            "search_features": np.ascontiguousarray(search_features, dtype=np.float32)})
+        self.last_timings["head"] = time.perf_counter() - t0
+        return outputs[0], (outputs[1] if self.info.has_box_output and len(outputs) > 1 else None)
+
     def __repr__(self) -> str:
         return (f"SiamMixerRuntime({self.model_path.name}, variant={self.info.variant}, mode={self.mode}, "
                 f"threads={self.options.intra_op_threads}, providers={self.providers})")

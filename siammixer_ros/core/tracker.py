@@ -47,7 +47,17 @@ from siammixer_ros.core.crop import (
 from siammixer_ros.core.errors import FrameSizeError, ModelError, TrackerStateError
 from siammixer_ros.core.online import OnlineModel, find_distractors, fuse_responses, online_filter_cells
 from siammixer_ros.core.params import TrackerParams
-from siammixer_ros.core.postprocess import Peak, hann_window, peak_to_sidelobe, scale_factors, select_peak
+from siammixer_ros.core.postprocess import (
+    BoxChoice,
+    Peak,
+    box_at,
+    box_window,
+    hann_window,
+    peak_to_sidelobe,
+    scale_factors,
+    select_box_cell,
+    select_peak,
+)
 from siammixer_ros.core.validation import as_bgr_image, check_box
 
 if TYPE_CHECKING:
@@ -177,6 +187,12 @@ class SiamMixerTracker:
                 f"model sizes are unusable: template {info.template_size}, search {info.search_size}, "
                 f"stride {info.stride}, response {info.response_size}"
             )
+        if params.box_mode != "scale" and not getattr(info, "has_box_output", False):
+            raise ModelError(
+                f"tracker parameter box_mode {params.box_mode!r} needs a model with a box output; this model has "
+                "none (siammixer-model-info shows it): use box_mode 'scale'"
+            )
+        self._box_window = box_window(info.response_size)
         self._scales = scale_factors(params.scale_num, params.scale_step)
         penalties = np.full(params.scale_num, params.scale_penalty, dtype=np.float64)
         penalties[params.scale_num // 2] = 1.0
@@ -268,9 +284,13 @@ class SiamMixerTracker:
             center = (target.cx, target.cy)
             if params.motion_weight > 0:  # constant-velocity prediction: the crops and the window follow it
                 center = (target.cx + params.motion_weight * target.vx, target.cy + params.motion_weight * target.vy)
-            centers = [center] * params.scale_num
-            sizes = (x_size * self._scales).tolist()
-            penalties, influence = self._penalties, params.window_influence
+            if params.box_mode == "regression":  # one crop at the current size: the regression finds the size
+                centers, sizes = [center], [x_size]
+                penalties, influence = None, params.window_influence
+            else:
+                centers = [center] * params.scale_num
+                sizes = (x_size * self._scales).tolist()
+                penalties, influence = self._penalties, params.window_influence
         # Snap every crop to whole pixels (fast crops, see core/crop.py) and map results back through
         # the windows actually cut.
         windows = [crop_window(c, s) for c, s in zip(centers, sizes, strict=True)]
@@ -284,7 +304,16 @@ class SiamMixerTracker:
         self._input_buffers[n] = batch
         t1 = time.perf_counter()
         features = self._runtime.search_features(batch)
-        responses = np.asarray(self._runtime.response(self._template_in_use(target), features))
+        boxes = None
+        if params.box_mode != "scale" and not lost:
+            responses, boxes = self._runtime.response_and_box(self._template_in_use(target), features)
+            responses = np.asarray(responses)
+            if boxes is None or np.shape(boxes) != (n, 4, info.response_size, info.response_size):
+                raise ModelError(f"model returned a box output of shape {np.shape(boxes)}, expected "
+                                 f"{(n, 4, info.response_size, info.response_size)}")
+            boxes = np.asarray(boxes)
+        else:
+            responses = np.asarray(self._runtime.response(self._template_in_use(target), features))
         t2 = time.perf_counter()
         expected = (n, 1, info.response_size, info.response_size)
         if responses.shape != expected:
@@ -299,20 +328,33 @@ class SiamMixerTracker:
         upsampled = self._upsampled_buffers.setdefault(
             n, np.empty((n, self._window.shape[0], self._window.shape[1]), dtype=np.float32)
         )
-        peak = select_peak(
-            responses,
-            info.stride,
-            params.response_up,
-            penalties,
-            self._window,
-            influence,
-            params.psr_exclude_radius,
-            out=upsampled,
-        )
+        choice: BoxChoice | None = None
+        if boxes is not None and params.box_mode == "regression":
+            # NanoTrack: the cell with the best penalised, windowed score; its regression is the box.
+            crop_to = info.search_size / sizes[0]  # search-crop pixels per image pixel
+            choice = select_box_cell(responses[0, 0], boxes[0], info.stride, target.w * crop_to, target.h * crop_to,
+                                     params.box_penalty_k, self._box_window, params.box_window_influence)
+            peak = Peak(index=0, dx=choice.dx, dy=choice.dy, logit=float(responses[0, 0][choice.cell]),
+                        psr=peak_to_sidelobe(responses[0, 0], params.psr_exclude_radius))
+        else:
+            peak = select_peak(
+                responses,
+                info.stride,
+                params.response_up,
+                penalties,
+                self._window,
+                influence,
+                params.psr_exclude_radius,
+                out=upsampled,
+            )
+            if boxes is not None:  # both: the regression's size where the scale search found the target
+                crop_to = info.search_size / sizes[peak.index]
+                choice = box_at(boxes[peak.index], peak.dx, peak.dy, info.stride, target.w * crop_to,
+                                target.h * crop_to, params.box_penalty_k)
         if responses is not siamese:
             # The PSR thresholds are calibrated on the Siamese map; the fused map is flatter by construction.
             peak = replace(peak, psr=peak_to_sidelobe(siamese[peak.index, 0], params.psr_exclude_radius))
-        new = self._next_target(target, peak, centers, sizes, x_size, lost, width, height)
+        new = self._next_target(target, peak, centers, sizes, x_size, lost, width, height, choice)
         t3 = time.perf_counter()
         timings = {"crop": t1 - t0, "inference": t2 - t1}
         timings.update(self._runtime_timings(("search", "head")))
@@ -563,6 +605,7 @@ class SiamMixerTracker:
         lost: bool,
         width: int,
         height: int,
+        choice: BoxChoice | None = None,
     ) -> _Target:
         params = self._params
         score, psr = peak.score, peak.psr
@@ -593,7 +636,12 @@ class SiamMixerTracker:
                 lost_factor = min(params.lost_search_growth, params.lost_search_max)
             if not bad:
                 cx, cy = found_cx, found_cy
-            if good:
+            if good and choice is not None:
+                # The regressed box, smoothed as NanoTrack does: a = box_lr * penalty * score.
+                rate = params.box_lr * choice.penalty * score
+                w = (1.0 - rate) * w + rate * choice.w * crop_scale
+                h = (1.0 - rate) * h + rate * choice.h * crop_scale
+            elif good:
                 # The scale of the crop that won, as cut (snapped), relative to the unsnapped search size.
                 factor = (1.0 - params.scale_lr) + params.scale_lr * sizes[peak.index] / x_size
                 w, h = w * factor, h * factor

@@ -25,6 +25,8 @@ from torch import nn
 from siammixer_ros.core.memory import NORMALISATION
 from siammixer_ros.core.model_file import (
     ARCHITECTURE_KEY,
+    BOX_OUTPUT_LTRB,
+    BOX_OUTPUT_NAME,
     PART_HEAD,
     PART_SEARCH,
     PART_SEARCH_GLOBAL,
@@ -35,7 +37,7 @@ from siammixer_ros.core.model_file import (
     ModelInfo,
     write_model_file,
 )
-from siammixer_ros.model.network import SiamMixer, fold_input_normalisation
+from siammixer_ros.model.network import SiamMixer, fold_input_normalisation, load_model_state
 
 OPSET = 17
 RANDOM_PROVENANCE = {"training": "random initialisation, NOT TRAINED", "warning": "for tests and benchmarks only"}
@@ -76,9 +78,22 @@ class _Head(_Template):
         return self.m.head_from_hidden(template_features, search_features)
 
 
+class _HeadWithBox(_Template):
+    def forward(self, template_features: torch.Tensor, search_features: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.m.head_from_hidden(template_features, search_features),
+                self.m.box_from_hidden(template_features, search_features))
+
+
 class _Main(_Template):
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
         return self.m(template, search)
+
+
+class _MainWithBox(_Template):
+    def forward(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zf, xf = self.m.template_features(template), self.m.search_features(search)
+        return self.m.head(zf, xf), self.m.box(zf, xf)
 
 
 def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
@@ -123,12 +138,17 @@ def build_parts(model: SiamMixer) -> tuple[Any, dict[str, Any]]:
         PART_SEARCH_GLOBAL: _to_onnx(
             _SearchGlobal(model), (torch.zeros(2, model.patch_feature_channels, gg, gg),), ["patch_grid"],
             ["search_features"], {"patch_grid": {0: "batch"}, "search_features": {0: "batch"}}),
-        PART_HEAD: _to_onnx(_Head(model), (zf, xf), ["template_features", "search_features"], ["response"],
-                            {"search_features": {0: "batch"}, "response": {0: "batch"}}),
     }
+    # With the box branch the head (and the main graph) return a second output, "box" (l, t, r, b per cell).
+    box = model.box_head is not None
+    outputs = ["response"] + ([BOX_OUTPUT_NAME] if box else [])
+    batch_axes = {name: {0: "batch"} for name in outputs}
+    parts[PART_HEAD] = _to_onnx((_HeadWithBox if box else _Head)(model), (zf, xf),
+                                ["template_features", "search_features"], outputs,
+                                {"search_features": {0: "batch"}, **batch_axes})
     assert zf.shape[1] == zf_c
-    main = _to_onnx(_Main(model), (z, x), ["template", "search"], ["response"],
-                    {"search": {0: "batch"}, "response": {0: "batch"}})
+    main = _to_onnx((_MainWithBox if box else _Main)(model), (z, x), ["template", "search"], outputs,
+                    {"search": {0: "batch"}, **batch_axes})
     return main, parts
 
 
@@ -161,6 +181,7 @@ def export_model(model: SiamMixer, path: str | Path, provenance: dict[str, Any] 
         patch_feature_channels=model.patch_feature_channels,
         provenance=dict(provenance),
         search_output=SEARCH_OUTPUT_HIDDEN,  # the search parts and head built above
+        box_output=BOX_OUTPUT_LTRB if model.box_head is not None else "",
     )
     path = write_model_file(path, main, parts, info)
     # One extra entry the format tolerates (readers ignore unknown keys): the widths, so that memory
@@ -181,13 +202,28 @@ def load_checkpoint(model: SiamMixer, checkpoint: str | Path) -> dict[str, Any]:
         data = data["model"]
     if not isinstance(data, dict):
         raise ValueError(f"{checkpoint} holds no state_dict")
-    model.load_state_dict(data)
+    # A checkpoint without the box branch loads into a model with it (the branch keeps its initialisation).
+    load_model_state(model, data)
     return extras
+
+
+def checkpoint_has_box_head(checkpoint: str | Path) -> bool:
+    """Whether a checkpoint's weights include the box branch (then the model is built with it)."""
+    try:
+        data = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    except Exception:  # unreadable: load_checkpoint reports it
+        return False
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    return isinstance(data, dict) and any(str(k).startswith("box_head.") for k in data)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="xs", choices=["xs", "s", "m", "l"])
+    parser.add_argument("--box-head", action="store_true",
+                        help="build the box regression branch (automatic for a checkpoint that has its weights; "
+                             "with --random-init: a random branch)")
     parser.add_argument("--checkpoint", help="trained weights (torch.save of a state_dict or {'model': ...})")
     parser.add_argument("--random-init", action="store_true",
                         help="random weights, for tests and benchmarks ONLY (marked NOT TRAINED in the file)")
@@ -201,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_init and out.resolve().parent.name == "models":
         parser.error("random weights are never written into models/; use a path under /tmp")
     torch.manual_seed(args.seed)
-    model = SiamMixer(args.variant)
+    box_head = args.box_head
+    if args.checkpoint and Path(args.checkpoint).is_file():
+        box_head = box_head or checkpoint_has_box_head(args.checkpoint)
+    model = SiamMixer(args.variant, box_head=box_head)
     if args.random_init:
         provenance = dict(RANDOM_PROVENANCE, seed=args.seed)
         version = "untrained"

@@ -35,11 +35,20 @@ serve the 8x8 template and the 16x16 search map with shared (Siamese) weights an
 translation-equivariant for the correlation.
 
 Variants: XS, S, M, L = Mixer2 depth 1, 2, 4, 8.
+
+Optional box branch (``box_head``, not in the paper; off by default, so the paper's variants, their
+checkpoints and files are unchanged): anchor-free regression as in LightTrack/NanoTrack heads. Both MB4
+maps go through a 1x1 adjust conv + BN to ``box_channels``, a depthwise cross-correlation gives a
+(C,9,9) map, a tower of depthwise-separable 3x3 blocks and a 3x3 conv give (l, t, r, b) per response
+cell: distances in search-crop pixels from the point the cell looks at to the box's left, top, right
+and bottom edges (``stride * exp(x)``, so they are positive).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -257,6 +266,67 @@ class CorrelationHead(nn.Module):
         return self.correlation(zf, xf) * self.scale + self.bias
 
 
+class DepthwiseCorrelation(nn.Module):
+    """Depthwise cross-correlation (SiamRPN++): channel c of the template slides over channel c of the search map."""
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = xf.shape
+        k = zf.shape[-1]
+        if zf.shape[0] == 1:
+            return F.conv2d(xf, zf.reshape(c, 1, k, k), groups=c)
+        if zf.shape[0] != b:
+            raise ValueError(f"template batch {zf.shape[0]} must be 1 or equal the search batch {b}")
+        out = F.conv2d(xf.reshape(1, b * c, h, w), zf.reshape(b * c, 1, k, k), groups=b * c)
+        return out.reshape(b, c, out.shape[-2], out.shape[-1])
+
+
+class SeparableBlock(nn.Module):
+    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU (the box branch's tower)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(channels)
+        self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
+        self.pointwise_bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.depthwise_bn(self.depthwise(x)))
+        return F.relu(self.pointwise_bn(self.pointwise(x)))
+
+
+class BoxHead(nn.Module):
+    """Anchor-free box regression: (1 or B,Cin,8,8) x (B,Cin,16,16) -> (B,4,9,9) (l, t, r, b) search-crop pixels."""
+
+    # exp() of the prediction is clamped here: stride * e^6 = 6455 px, far beyond any crop.
+    MAX_LOG = 6.0
+
+    def __init__(self, in_channels: int, channels: int, tower: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.template_adjust = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.template_bn = nn.BatchNorm2d(channels)
+        self.search_adjust = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.search_bn = nn.BatchNorm2d(channels)
+        self.correlation = DepthwiseCorrelation()
+        self.tower = nn.Sequential(*[SeparableBlock(channels) for _ in range(tower)])
+        self.predict = nn.Conv2d(channels, 4, 3, padding=1)
+        # Start at half a template's target (the SiamFC crop puts a target of ~64 px in the search crop): every
+        # distance 2 strides = 32 px, and small weights so that the start does not depend on the features.
+        nn.init.normal_(self.predict.weight, std=1e-3)
+        nn.init.constant_(self.predict.bias, math.log(2.0))
+
+    def from_adjusted(self, zk: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
+        """The branch after the adjust layers: adjusted template (1 or B,C,8,8) and search (B,C,16,16) maps."""
+        x = self.tower(self.correlation(zk, xk))
+        return self.stride * torch.exp(self.predict(x).clamp(max=self.MAX_LOG))
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        zk = self.template_bn(self.template_adjust(zf))
+        xk = self.search_bn(self.search_adjust(xf))
+        return self.from_adjusted(zk, xk)
+
+
 class SiamMixer(nn.Module):
     """SiamMixer. ``SiamMixer(variant="xs")``; ``forward(z, x) -> response (B,1,9,9)``.
 
@@ -265,10 +335,14 @@ class SiamMixer(nn.Module):
     scales); a template batch equal to the search batch pairs them one to one (training).
     """
 
-    def __init__(self, variant: str = "xs", config: SiamMixerConfig | None = None) -> None:
+    def __init__(self, variant: str = "xs", config: SiamMixerConfig | None = None, box_head: bool | None = None
+                 ) -> None:
         super().__init__()
         self.variant = variant.lower()
-        self.config = cfg = config or SiamMixerConfig.for_variant(self.variant)
+        cfg = config or SiamMixerConfig.for_variant(self.variant)
+        if box_head is not None and box_head != cfg.box_head:
+            cfg = dataclasses.replace(cfg, box_head=box_head)
+        self.config = cfg
         self.template_size, self.search_size, self.patch_size = TEMPLATE_SIZE, SEARCH_SIZE, PATCH_SIZE
         self.register_buffer("norm_scale", torch.tensor([1.0 / (255.0 * s) for s in STD_BGR]).view(1, 3, 1, 1))
         shift = [-m / s for m, s in zip(MEAN_BGR, STD_BGR, strict=True)]
@@ -282,6 +356,9 @@ class SiamMixer(nn.Module):
                                  cfg.mixer2_token_window, True, cfg.mixer2_channel_hidden)
         self.mb4 = InvertedResidual(*cfg.mb4[:3], cfg.kernel, cfg.mb4[3])
         self.head_module = CorrelationHead(cfg.head_scale_init)
+        self.box_head: BoxHead | None = None
+        if cfg.box_head:
+            self.box_head = BoxHead(cfg.mb4[1], cfg.box_channels, cfg.box_tower, STRIDE)
         # True in the copy made by fold_input_normalisation (export): MB1's expand conv does it.
         self.normalisation_folded = False
 
@@ -358,6 +435,31 @@ class SiamMixer(nn.Module):
         head = self.head_module
         return (head.correlation(kernel, xh) + offset) * head.scale + head.bias
 
+    @property
+    def has_box_head(self) -> bool:
+        return self.box_head is not None
+
+    def box(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        """Box branch: (1 or B,256,8,8) x (B,256,16,16) -> (B,4,9,9) (l, t, r, b) in search-crop pixels."""
+        if self.box_head is None:
+            raise ValueError("this SiamMixer has no box branch (build it with box_head=True)")
+        return self.box_head(zf, xf)
+
+    def box_from_hidden(self, zf: torch.Tensor, xh: torch.Tensor) -> torch.Tensor:
+        """:meth:`box` on the search features before MB4's projection (what the exported search parts return).
+
+        The search adjust conv is linear after the projection (``W_a (W xh + b)``), so the two fold into one 1x1
+        conv from the hidden features: the same map to float rounding, and no projection on the search side.
+        """
+        if self.box_head is None:
+            raise ValueError("this SiamMixer has no box branch (build it with box_head=True)")
+        box = self.box_head
+        weight, bias = self.mb4.folded_projection()
+        adjust = box.search_adjust.weight[:, :, 0, 0]
+        xk = F.conv2d(xh, (adjust @ weight)[:, :, None, None], adjust @ bias)
+        zk = box.template_bn(box.template_adjust(zf))
+        return box.from_adjusted(zk, box.search_bn(xk))
+
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.template_features(z), self.search_features(x))
 
@@ -406,6 +508,24 @@ def patch_halo(model: SiamMixer) -> tuple[int, int]:
     return memory_patch_halo(model.config, model.patch_size)
 
 
+def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load a state_dict; a checkpoint made without the box branch loads into a model with it (only the branch's
+    keys are new: they keep their fresh initialisation). Returns those new keys; any other mismatch raises."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new = [k for k in missing if k.startswith("box_head.")]
+    # Missing keys are fine only when the checkpoint has no box branch at all (not a partial one).
+    wrong = [k for k in missing if not k.startswith("box_head.")]
+    if new and any(k.startswith("box_head.") for k in state):
+        wrong += new
+    if wrong or unexpected:
+        problems = [f"missing keys: {', '.join(wrong[:8])}"] if wrong else []
+        if unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected[:8])}"
+                            + ("" if model.has_box_head else " (a checkpoint with the box branch needs box_head=True)"))
+        raise RuntimeError(f"state_dict does not fit SiamMixer-{model.variant.upper()}: {'; '.join(problems)}")
+    return new
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BatchNorm running statistics are buffers and are not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -427,7 +547,7 @@ def count_macs(model: SiamMixer, template_size: int = TEMPLATE_SIZE, search_size
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, Correlation, TokenMixing,
-                                  ChannelMixing))]
+                                  ChannelMixing, DepthwiseCorrelation))]
     result: dict[str, int] = {}
     was_training = model.training
     model.eval()
@@ -440,6 +560,10 @@ def count_macs(model: SiamMixer, template_size: int = TEMPLATE_SIZE, search_size
             xf = model.search_features(x)
             result["search"], counts["current"] = counts["current"], 0
             model.head(zf, xf)
+            if model.box_head is not None:
+                before = counts["current"]
+                model.box(zf, xf)
+                result["box"] = counts["current"] - before
             result["head"] = counts["current"]
     finally:
         for h in handles:
@@ -467,4 +591,7 @@ def module_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     if isinstance(module, Correlation):
         zf = inputs[0]
         return output.numel() * zf.shape[1] * zf.shape[2] * zf.shape[3]
+    if isinstance(module, DepthwiseCorrelation):
+        zf = inputs[0]
+        return output.numel() * zf.shape[2] * zf.shape[3]
     return 0

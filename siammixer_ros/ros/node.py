@@ -266,7 +266,7 @@ class TrackerNodeMixin:
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name in self._specs}
-        why = validate_change(self._cfg, changes)
+        why = validate_change(self._cfg, changes) or self._model_refuses(changes)
         if why:
             return SetParametersResult(successful=False, reason=why)
         self._cfg.update(changes)
@@ -289,6 +289,15 @@ class TrackerNodeMixin:
             self._diagnostics_timer = self.create_timer(self._cfg["diagnostics.period"], self._publish_diagnostics,
                                                         callback_group=self._diagnostics_group)
         return SetParametersResult(successful=True)
+
+    def _model_refuses(self, changes: dict[str, Any]) -> str | None:
+        """Why the loaded model cannot serve these changes (None if it can): the box modes need a box output."""
+        mode = changes.get(TRACKER_PREFIX + "box_mode")
+        session = getattr(self, "_session", None)
+        if mode in (None, "scale") or session is None or session.tracker.info.has_box_output:
+            return None
+        return (f"{TRACKER_PREFIX}box_mode '{mode}' needs a model with a box output; {self._model_path.name} has none "
+                "(siammixer-model-info shows it)")
 
     def _hardware_id(self) -> str:
         return self._cfg["diagnostics.hardware_id"] or socket.gethostname()

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from siammixer_ros.core.params import TrackerParams
+from siammixer_ros.core.params import BOX_MODES, TrackerParams
 from siammixer_ros.core.runtime import MODES
 
 TRACKER_PREFIX = "tracker."
@@ -163,7 +163,11 @@ _TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
     "template_interval": (1, 1000, 1),
     "template_gate_score": (0.0, 1.0, 0),
     "template_gate_psr": (0.0, 1000.0, 0),
+    "box_penalty_k": (0.0, 10.0, 0),
+    "box_lr": (0.0, 1.0, 0),
+    "box_window_influence": (0.0, 1.0, 0),
 }
+_TRACKER_CHOICES: dict[str, tuple[str, ...]] = {"box_mode": BOX_MODES}
 
 
 def _first_doc_line(field_name: str) -> str:
@@ -179,7 +183,8 @@ def tracker_param_specs() -> tuple[ParamSpec, ...]:
         if isinstance(default, int) and not isinstance(default, bool):
             low = None if low is None else int(low)
             high = None if high is None else int(high)
-        specs.append(ParamSpec(TRACKER_PREFIX + f.name, default, _first_doc_line(f.name), low, high, step))
+        specs.append(ParamSpec(TRACKER_PREFIX + f.name, default, _first_doc_line(f.name), low, high, step,
+                               choices=_TRACKER_CHOICES.get(f.name, ())))
     return tuple(specs)
 
 
@@ -211,10 +216,11 @@ def validate_change(current: dict[str, Any], changes: dict[str, Any]) -> str | N
     from the descriptors; this checks choices and the rules between parameters."""
     merged = {**current, **changes}
     specs = {s.name: s for s in NODE_PARAMS}
+    choices = {s.name: s.choices for s in all_param_specs() if s.choices}
     for name, value in changes.items():
         spec = specs.get(name)
-        if spec is not None and spec.choices and value not in spec.choices:
-            return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+        if name in choices and value not in choices[name]:
+            return f"{name} must be one of {', '.join(choices[name])}, got '{value}'"
         if spec is not None and spec.low is not None and isinstance(value, (int, float)):
             if not (spec.low <= value <= spec.high):
                 return f"{name} must be in {spec.low:g} .. {spec.high:g}, got {value}"

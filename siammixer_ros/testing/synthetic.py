@@ -18,7 +18,8 @@ import numpy as np
 from siammixer_ros.eval import metrics
 
 __all__ = [
-    "SyntheticSequence", "iou", "make_background", "make_texture", "render_lookalike_crossing", "render_sequence"
+    "SyntheticSequence", "iou", "make_background", "make_texture", "render_lookalike_crossing", "render_sequence",
+    "saturated_texture",
 ]
 
 Box = tuple[float, float, float, float]
@@ -33,6 +34,16 @@ def make_texture(
     tex = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
     tex = 128.0 + contrast * tex / (tex.std() + 1e-6) * 0.6
     return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def saturated_texture(rng: np.random.Generator, height: int, width: int, blob: float = 10.0) -> np.ndarray:
+    """A textured target in strongly saturated colour (red high, green middle, blue low, each channel textured):
+    every pixel's red and blue differ by more than 150, which no pixel of :func:`make_background` does (the NCC test
+    model's box output measures that colour's extent)."""
+    tex = make_texture(rng, height, width, blob=blob).astype(np.float32) / 255.0
+    low = np.array([0.0, 20.0, 200.0], np.float32)  # B, G, R: green carries most of the gray-level texture
+    span = np.array([40.0, 150.0, 55.0], np.float32)
+    return np.clip(low + span * tex, 0, 255).astype(np.uint8)
 
 
 def make_background(rng: np.random.Generator, height: int, width: int, contrast: float = 20.0) -> np.ndarray:
@@ -79,16 +90,20 @@ def render_sequence(
     texture_size: tuple[int, int] = (64, 64),
     blob: float = 10.0,
     noise: float = 2.0,
+    saturated: bool = False,
 ) -> SyntheticSequence:
     """Frames of a textured target drawn at ``boxes`` (one per frame) over a fixed background.
 
     ``size`` is (width, height). ``occluders``: per frame, a box drawn over the target with another texture
-    (None: no occluder). ``noise``: std of per-frame Gaussian pixel noise.
+    (None: no occluder). ``noise``: std of per-frame Gaussian pixel noise. ``saturated``: the target's texture
+    is :func:`saturated_texture` (for the NCC test model's box output).
     """
     rng = np.random.default_rng(seed)
     width, height = size
     background = make_background(rng, height, width).astype(np.float32)
     texture = make_texture(rng, texture_size[1], texture_size[0], blob=blob)
+    if saturated:
+        texture = saturated_texture(rng, texture_size[1], texture_size[0], blob=blob)
     occluder_texture = make_texture(rng, 64, 64, blob=10.0, contrast=60.0)
     frames, visible = [], []
     for i, box in enumerate(boxes):

@@ -105,6 +105,8 @@ def model_report(path: str | Path, measure: bool = False) -> dict[str, Any]:
         "macs": {str(n): memory.count_macs(cfg, info.template_size, info.search_size, n) for n in (1, 3, 5)},
         "halo": memory.patch_halo(cfg, info.patch_size or memory.PATCH_SIZE),
     }
+    if cfg.box_head:
+        report["box_params"] = sum(layer.params for layer in memory.box_layers(cfg))
     if info.search_output == SEARCH_OUTPUT_HIDDEN:  # MB4's projection on the template side (docs/network.md)
         report["executed_macs"] = {str(n): memory.executed_macs(cfg, info.template_size, info.search_size, n)
                                    for n in (1, 3, 5)}
@@ -157,17 +159,22 @@ def format_report(r: dict[str, Any], per_layer: bool = True) -> str:
         f"  template {info['template_size']}, search {info['search_size']}, stride {info['stride']}, "
         f"response {info['response_size']}x{info['response_size']}, parts {', '.join(info['parts'])}",
         f"  patch size {info['patch_size']}, halo before/after {info['halo_before']}/{info['halo_after']}",
+        "  box output: " + (f"yes, head output 'box' ({info['box_output']}: l, t, r, b per response cell)"
+                            if info.get("box_output") else "none (the box comes from the scale search only)"),
         f"  normalisation: {info['normalisation']}",
         f"  architecture: {r['architecture_source']}",
         *_quantization_lines(info.get("quantization") or {}),
         "",
         f"Parameters: {r['params']:,} ({r['params'] / 1e6:.3f} M; paper "
-        f"{PAPER_PARAMS.get(info['variant'], float('nan')) / 1e6:.3f} M for {info['variant'].upper()})",
-        "MACs (template + search scales + correlation):",
+        f"{PAPER_PARAMS.get(info['variant'], float('nan')) / 1e6:.3f} M for {info['variant'].upper()})"
+        + (f"; box branch {r['box_params']:,} of them" if "box_params" in r else ""),
+        "MACs (template + search scales + correlation" + (" + box branch" if "box_params" in r else "") + "):",
     ]
     for n, m in r["macs"].items():
+        box = f", of which box branch {m['box'] / 1e6:.1f} M" if "box" in m else ""
+        head = "head" if box else "correlation"
         lines.append(f"  {n} scale(s): {m['total'] / 1e6:8.1f} M  (template {m['template'] / 1e6:.1f} M, "
-                     f"search {m['search'] / 1e6:.1f} M, correlation {m['head'] / 1e6:.1f} M)")
+                     f"search {m['search'] / 1e6:.1f} M, {head} {m['head'] / 1e6:.1f} M{box})")
     if "executed_macs" in r:
         lines.append("  as this file runs them (MB4's projection moved to the template side of the correlation): "
                      + ", ".join(f"{n} scale(s) {m['total'] / 1e6:.1f} M" for n, m in r["executed_macs"].items()))

@@ -20,9 +20,14 @@ def make_batch(sampler: PairSampler, cfg: Any, teacher: Any | None, step: int) -
     batch = collate(pairs, cfg.labels.pos_radius, cfg.labels.neg_radius)
     batch["kinds"] = np.array([p.kind for p in pairs])
     if teacher is not None:
+        # The teacher's regression supervises the box branch on pseudo pairs (they have no ground truth).
+        pseudo = bool((batch["kinds"] == "pseudo").any())
+        teacher_box = cfg.box_head and cfg.loss.box_weight > 0 and pseudo
         out = teacher.outputs(np.stack([p.template for p in pairs]), np.stack([p.search for p in pairs]),
-                              features=cfg.loss.feature_distill_weight > 0)
+                              features=cfg.loss.feature_distill_weight > 0, box=teacher_box)
         batch["teacher"] = out["logits"]
+        if "box" in out:
+            batch["teacher_box"] = out["box"]
         if "template_features" in out:
             batch["teacher_template_features"] = out["template_features"]
             batch["teacher_search_features"] = out["search_features"]

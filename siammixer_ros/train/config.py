@@ -29,6 +29,9 @@ class LossConfig:
     distill_temperature: float = 1.0
     feature_distill_weight: float = 0.0   # teacher backbone features through a training-only 1x1 adapter
     teacher_dir: str | None = None        # default ../shared/peers/nanotrack_v2
+    box_weight: float = 0.0               # box branch's IoU loss (needs box_head: true); 0 = no branch loss
+    box_loss: str = "giou"                # "giou" or "iou" (linear IoU)
+    box_teacher_min_logit: float = 0.0    # pseudo pairs: cells where the teacher's foreground logit is above this
 
 
 @dataclass
@@ -69,6 +72,7 @@ class ValConfig:
 @dataclass
 class TrainConfig:
     variant: str = "xs"
+    box_head: bool = False                # the box regression branch (docs/network.md); off = the paper's network
     seed: int = 0
     threads: int = 1
     channels_last: bool = True

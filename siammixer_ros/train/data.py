@@ -307,7 +307,9 @@ class PairSampler:
         else:
             crop = warp_crop(image, center, linear, SEARCH_SIZE)
         target_xy = point_in_crop(target, center, linear, SEARCH_SIZE)
-        target_wh = np.array([box[2], box[3]]) / np.sqrt(np.abs(np.linalg.det(linear)))
+        # Per crop axis: a crop column/row of the linear map is one crop pixel along x/y in the image (the stretch
+        # differs per axis; the box branch learns the aspect ratio from this).
+        target_wh = np.array([box[2], box[3]]) / np.linalg.norm(linear, axis=0)
         return photometric(crop, rng, a, gray), target_xy, target_wh
 
     # -- sources -------------------------------------------------------------------------------------
@@ -465,7 +467,7 @@ class PairSampler:
 # --- batches ------------------------------------------------------------------------------------------
 
 def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.0) -> dict[str, np.ndarray]:
-    """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy (NaN for negatives).
+    """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy and wh (NaN for negatives).
 
     Pseudo pairs have no ground truth: their labels are -1 (ignored) everywhere.
     """
@@ -475,5 +477,7 @@ def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.
                        else make_label(p.target_xy, pos_radius, neg_radius) for p in pairs])
     target = np.array([p.target_xy if p.target_xy is not None else (np.nan, np.nan) for p in pairs],
                       dtype=np.float32)
-    return {"template": templates, "search": searches, "label": labels, "target_xy": target,
+    target_wh = np.array([p.target_wh if p.target_wh is not None else (np.nan, np.nan) for p in pairs],
+                         dtype=np.float32)
+    return {"template": templates, "search": searches, "label": labels, "target_xy": target, "target_wh": target_wh,
             "positive": np.array([p.target_xy is not None for p in pairs])}

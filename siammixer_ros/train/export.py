@@ -76,7 +76,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a training checkpoint (no 'model' entry)")
     run_dir = Path(run_dir) if run_dir else checkpoint.parent.parent
-    model = SiamMixer(variant=state.get("variant", "xs"))
+    model = SiamMixer(variant=state.get("variant", "xs"),
+                          box_head=any(k.startswith("box_head.") for k in state["model"]))
     model.load_state_dict(state["model"])
     model.eval()
     provenance = provenance_of(state, run_dir, checkpoint)

@@ -99,3 +99,74 @@ def feature_distillation_loss(adapted: torch.Tensor, teacher: torch.Tensor, eps:
     target = (t - mean) / (std + eps)
     target = torch.where(std > eps, target, torch.zeros_like(target))
     return F.mse_loss(adapted, target)
+
+
+# --- box branch (not in the paper) -------------------------------------------------------------------------------
+
+def cell_points(response_size: int = 9, stride: int = 16, search_size: int = 256) -> torch.Tensor:
+    """(2, R, R) x, y search-crop coordinates of the points the response cells look at (data.response_positions)."""
+    offsets = (torch.arange(response_size, dtype=torch.float32) - (response_size - 1) / 2.0) * stride
+    coords = (search_size - 1) / 2.0 + offsets
+    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([xs, ys])
+
+
+def box_targets(target_xy: torch.Tensor, target_wh: torch.Tensor, response_size: int = 9, stride: int = 16,
+                search_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth (l, t, r, b) per cell (B,4,R,R) and the cells whose point lies inside the box (B,R,R) bool.
+
+    ``target_xy`` (B,2) box centres and ``target_wh`` (B,2) sizes in search-crop pixels (NaN: no box, no cell).
+    A box of ``w`` pixels centred at pixel ``c`` spans ``c - w/2 .. c + w/2`` (pixel centres at integers).
+    """
+    points = cell_points(response_size, stride, search_size).to(target_xy.dtype)  # (2,R,R)
+    half = target_wh[:, :, None, None] / 2.0
+    low = target_xy[:, :, None, None] - half  # (B,2,1,1) x0, y0
+    high = target_xy[:, :, None, None] + half
+    lt = points[None] - low
+    rb = high - points[None]
+    target = torch.cat([lt, rb], dim=1)
+    inside = (target > 0).all(dim=1) & torch.isfinite(target).all(dim=1)
+    return torch.nan_to_num(target, nan=1.0), inside
+
+
+def iou_loss(pred: torch.Tensor, target: torch.Tensor, cells: torch.Tensor, kind: str = "giou") -> torch.Tensor:
+    """IoU loss of (l, t, r, b) predictions (B,4,R,R) against targets (B,4,R,R) on ``cells`` (B,R,R) bool.
+
+    Both boxes are measured from the same cell point, so the overlap is ``(min l + min r) x (min t + min b)``.
+    ``giou``: 1 - GIoU (Rezatofighi et al. 2019); ``iou``: 1 - IoU (linear IoU loss, UnitBox/Ocean). Mean over cells
+    within a pair, then over the pairs that have any cell (0 when none has).
+    """
+    if kind not in ("giou", "iou"):
+        raise ValueError(f"unknown box loss {kind!r}; use 'giou' or 'iou'")
+    weight = cells.to(pred.dtype)
+    has = weight.sum(dim=(1, 2)) > 0
+    if not bool(has.any()):
+        return pred.sum() * 0.0
+    pred, target, weight = pred[has], target[has].to(pred.dtype), weight[has]
+    pl, pt, pr, pb = pred.unbind(1)
+    tl, tt, tr, tb = target.unbind(1)
+    inter = (torch.minimum(pl, tl) + torch.minimum(pr, tr)).clamp(min=0) * \
+        (torch.minimum(pt, tt) + torch.minimum(pb, tb)).clamp(min=0)
+    union = (pl + pr) * (pt + pb) + (tl + tr) * (tt + tb) - inter
+    iou = inter / union.clamp(min=1e-6)
+    if kind == "giou":
+        enclosing = (torch.maximum(pl, tl) + torch.maximum(pr, tr)) * (torch.maximum(pt, tt) + torch.maximum(pb, tb))
+        iou = iou - (enclosing - union) / enclosing.clamp(min=1e-6)
+    per_pair = ((1.0 - iou) * weight).sum(dim=(1, 2)) / weight.sum(dim=(1, 2))
+    return per_pair.mean()
+
+
+def box_loss(pred: torch.Tensor, target_xy: torch.Tensor, target_wh: torch.Tensor,
+             teacher_box: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
+             pseudo: torch.Tensor | None = None, kind: str = "giou", teacher_min_logit: float = 0.0
+             ) -> torch.Tensor:
+    """The box branch's loss on a batch: ground truth on the cells inside the box of pairs that have one, and on
+    pseudo pairs (``pseudo`` (B,) bool, no ground truth) the teacher's own (l, t, r, b) (B,4,R,R) on the cells where
+    its foreground logit is above ``teacher_min_logit`` (0: probability 0.5). Negative pairs have no cell."""
+    target, cells = box_targets(target_xy, target_wh, pred.shape[-1])
+    if teacher_box is not None and pseudo is not None and bool(pseudo.any()):
+        confident = (teacher_logits > teacher_min_logit) & (teacher_box > 0).all(dim=1)
+        use = pseudo[:, None, None, None]
+        target = torch.where(use, teacher_box.to(target.dtype), target)
+        cells = torch.where(pseudo[:, None, None], confident, cells)
+    return iou_loss(pred, target, cells, kind)

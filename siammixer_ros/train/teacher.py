@@ -12,6 +12,11 @@ at most 0.25 px. The student's map is therefore the teacher's cells ``[4:13, 4:1
 ``test_train_teacher.py`` checks on a synthetic scene that the teacher's peak follows a shifted target
 by the same cells the student's labels do.
 
+Box regression (for the student's box branch): the head's second output is, per cell, the distances (l, t, r, b)
+from the cell's point to the box edges in 255-crop pixels (the NanoTrack tracker's ``_convert_bbox``). Our
+cell ``j``'s point is the teacher cell ``j + 4``'s (to the quarter pixel above), and distances scale by 256/255
+into our crop, so the student's targets are ``loc[:, 4:13, 4:13] * 256 / 255``.
+
 Backbone features (for feature distillation): 48 channels, 8x8 for the 127 template and 16x16 for the
 255 search crop, stride 16 like the student's MB4 output on its 128 / 256 crops, so the maps line up cell
 for cell (the 255-vs-256 mismatch is again at most a quarter pixel per cell).
@@ -30,6 +35,8 @@ TEACHER_MAP = 16
 TEACHER_CHANNELS = 48
 # Student cell j <-> teacher cell j + OFFSET (see the module docstring).
 GRID_OFFSET = 4
+# Teacher (255-crop) pixels -> student (256-crop) pixels.
+PIXEL_SCALE = 256.0 / 255.0
 
 
 def default_teacher_dir() -> Path:
@@ -68,27 +75,40 @@ class NanoTrackTeacher:
 
         The logits are the foreground log-odds (log p_fg - log p_bg) of a template (128) and search (256) crop.
         """
+        logits, _, zf, xf = self.full_outputs_with_box(template, search)
+        return logits, zf, xf
+
+    def full_outputs_with_box(self, template: np.ndarray, search: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`full_outputs` plus the regression ``(4,16,16)``: (l, t, r, b) in the teacher's 255-crop pixels."""
         zf = self.template_net.run(None, {"input": self._nchw(template, TEACHER_TEMPLATE)})[0]
         xf = self.search_net.run(None, {"input": self._nchw(search, TEACHER_SEARCH)})[0]
-        cls = self.head.run(None, {"input1": zf, "input2": xf})[0][0]
-        return (cls[1] - cls[0]).astype(np.float32), zf[0], xf[0]
+        cls, loc = self.head.run(None, {"input1": zf, "input2": xf})[:2]
+        return (cls[0, 1] - cls[0, 0]).astype(np.float32), loc[0].astype(np.float32), zf[0], xf[0]
 
-    def outputs(self, templates: np.ndarray, searches: np.ndarray, features: bool = False) -> dict[str, np.ndarray]:
+    def outputs(self, templates: np.ndarray, searches: np.ndarray, features: bool = False, box: bool = False
+                ) -> dict[str, np.ndarray]:
         """Teacher outputs for (B,128,128,3) templates and (B,256,256,3) searches, uint8 HWC.
 
         ``logits`` (B,9,9) on the student's grid; with ``features`` also ``template_features`` (B,48,8,8)
-        and ``search_features`` (B,48,16,16), the backbone outputs.
+        and ``search_features`` (B,48,16,16), the backbone outputs; with ``box`` also ``box`` (B,4,9,9), the
+        teacher's (l, t, r, b) on the student's grid in the student's 256-crop pixels (module docstring).
         """
         n = len(templates)
+        cells = slice(GRID_OFFSET, GRID_OFFSET + 9)
         out = {"logits": np.empty((n, 9, 9), dtype=np.float32)}
         if features:
             out["template_features"] = np.empty((n, TEACHER_CHANNELS, 8, 8), dtype=np.float32)
             out["search_features"] = np.empty((n, TEACHER_CHANNELS, TEACHER_MAP, TEACHER_MAP), dtype=np.float32)
+        if box:
+            out["box"] = np.empty((n, 4, 9, 9), dtype=np.float32)
         for b in range(n):
-            full, zf, xf = self.full_outputs(templates[b], searches[b])
-            out["logits"][b] = full[GRID_OFFSET:GRID_OFFSET + 9, GRID_OFFSET:GRID_OFFSET + 9]
+            full, loc, zf, xf = self.full_outputs_with_box(templates[b], searches[b])
+            out["logits"][b] = full[cells, cells]
             if features:
                 out["template_features"][b], out["search_features"][b] = zf, xf
+            if box:
+                out["box"][b] = loc[:, cells, cells] * PIXEL_SCALE
         return out
 
     def logits(self, templates: np.ndarray, searches: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from siammixer_ros.train.batches import make_batch
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from siammixer_ros.train.data import VAL_SEQUENCES, PairSampler, StillImages, split_sequences
-from siammixer_ros.train.losses import distillation_loss, feature_distillation_loss, joint_loss
+from siammixer_ros.train.losses import box_loss, distillation_loss, feature_distillation_loss, joint_loss
 
 SEGMENT_FIELDS = ["segment", "started_at", "ended_at", "start_pairs", "end_pairs", "train_hours", "pairs_per_hour",
                   "threads", "device", "git_commit", "note"]
@@ -99,7 +99,7 @@ def choose_sequences(cfg: TrainConfig, names: list[str]) -> tuple[list[str], lis
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     from siammixer_ros.model.network import SiamMixer
 
-    model = SiamMixer(variant=cfg.variant)
+    model = SiamMixer(variant=cfg.variant, box_head=cfg.box_head)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -125,10 +125,12 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module,
     # No weight decay on norms and biases. The head's scalar scale (init 1e-3) and bias get their own,
     # smaller LR: an Adam step moves a parameter by ~lr whatever its size, and at lr 2e-3 the scale
     # collapsed to zero in the first hundred steps (measured), taking the response with it.
-    decay, no_decay, head = [], [], []
+    decay, no_decay, head, box_decay, box_no_decay = [], [], [], [], []
     for name, p in model.named_parameters():
         if name.startswith("head_module."):
             head.append(p)
+        elif name.startswith("box_head."):  # groups of their own, last: a run can add the branch on --resume
+            (box_no_decay if p.ndim <= 1 else box_decay).append(p)
         else:
             (no_decay if p.ndim <= 1 else decay).append(p)
     if adapter is not None:
@@ -137,11 +139,31 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module,
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
               {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
               {"params": head, "weight_decay": 0.0, "lr_mult": cfg.optim.head_lr_mult}]
+    if box_decay or box_no_decay:
+        groups += [{"params": box_decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0},
+                   {"params": box_no_decay, "weight_decay": 0.0, "lr_mult": 1.0}]
     if cfg.optim.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.optim.lr)
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=True)
     raise ValueError(f"unknown optimiser {cfg.optim.name!r}; use 'adamw' or 'sgd'")
+
+
+def optimizer_state_with_new_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A saved optimiser state extended by the groups ``optimizer`` has beyond it (the box branch switched on at a
+    resume): the saved groups keep their state, the new ones start empty with their current settings."""
+    current = optimizer.state_dict()
+    old, new = saved["param_groups"], current["param_groups"]
+    if len(old) >= len(new):
+        return saved
+    count = sum(len(g["params"]) for g in old)
+    groups = [dict(g) for g in old]
+    for group in new[len(old):]:
+        extended = dict(group)
+        extended["params"] = list(range(count, count + len(group["params"])))
+        count += len(group["params"])
+        groups.append(extended)
+    return {"state": saved["state"], "param_groups": groups}
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -255,6 +277,8 @@ class Trainer:
         if cfg.pairs.sources.get("pseudo", 0) > 0 and (cfg.loss.distill_weight <= 0 or cfg.loss.distill_mode != "bce"):
             raise ValueError("pairs.sources.pseudo needs loss.distill_weight > 0 with distill_mode 'bce': pseudo pairs "
                              "have no ground truth, only the teacher's map supervises them")
+        if cfg.loss.box_weight > 0 and not cfg.box_head:
+            raise ValueError("loss.box_weight > 0 needs box_head: true (the box branch)")
         self.cfg = cfg
         self.progress = progress
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -324,20 +348,27 @@ class Trainer:
         self.last_track_pairs = 0
         if self.resume_state is not None:
             s = self.resume_state
-            self.model.load_state_dict(s["model"])
+            from siammixer_ros.model.network import load_model_state
+
+            # A run may switch the box branch on at a resume: only its weights are new (fresh), and its optimiser
+            # groups are added to the saved state.
+            new_keys = load_model_state(self.model, s["model"])
             self.model.to(self.device)
+            if new_keys:
+                print(f"--resume: the box branch is new in this run ({len(new_keys)} tensors, freshly initialised)",
+                      flush=True)
             if self.adapter is not None:
                 if "feature_adapter" not in s:
                     raise ValueError("--resume: the checkpoint has no feature adapter; feature distillation "
                                      "must be on from the start of a run (or start a new run with init_checkpoint)")
                 self.adapter.load_state_dict(s["feature_adapter"])
-            self.optimizer.load_state_dict(s["optimizer"])
+            self.optimizer.load_state_dict(optimizer_state_with_new_groups(s["optimizer"], self.optimizer))
             self.step, self.pairs_seen, self.elapsed = s["step"], s["pairs_seen"], s["elapsed_s"]
             self.best_metric, self.best_step = s["best_metric"], s["best_step"]
             self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
             torch.set_rng_state(s["torch_rng"].cpu())
             # Steps after the checkpoint (a run killed between saves) are redone: drop their old log rows.
-            for name in ("log.csv", "val.csv"):
+            for name in ("log.csv", "val.csv", "log_box.csv", "val_box.csv"):
                 self._truncate_csv(self.out / name, self.step)
         elif cfg.init_checkpoint:
             from siammixer_ros.model.export import load_checkpoint
@@ -401,6 +432,9 @@ class Trainer:
         self.model.to("cpu")
         try:
             metrics.update(self.validator.pairs_metrics(self.model))
+            if "val_box_iou" in metrics:  # a file of its own: val.csv keeps its columns when a run adds the branch
+                self._append_csv("val_box.csv", {k: metrics[k] for k in ("step", "pairs", "val_box_iou",
+                                                                          "val_box_iou_cells")})
             if tracking:
                 metrics.update(self.validator.tracking_metrics(self.model))
         finally:
@@ -487,6 +521,15 @@ class Trainer:
             distill = distillation_loss(scores, tensor("teacher"), tensor("positive"), cfg.loss.distill_mode,
                                         cfg.loss.distill_temperature)
             total = total + cfg.loss.distill_weight * distill
+        box = torch.zeros((), device=dev)
+        if self.model.box_head is not None and cfg.loss.box_weight > 0:
+            with_teacher = "teacher_box" in batch
+            box = box_loss(self.model.box(zf, xf), tensor("target_xy"), tensor("target_wh"),
+                           tensor("teacher_box") if with_teacher else None,
+                           tensor("teacher") if with_teacher else None,
+                           torch.from_numpy(batch["kinds"] == "pseudo").to(dev), cfg.loss.box_loss,
+                           cfg.loss.box_teacher_min_logit)
+            total = total + cfg.loss.box_weight * box
         if not torch.isfinite(total):
             raise FloatingPointError(f"loss is {float(total)} at step {self.step}; lower the LR or check the data")
         self.optimizer.zero_grad(set_to_none=True)
@@ -499,7 +542,7 @@ class Trainer:
         head = self.model.head_module
         return {"lr": lr, "loss": float(total.detach()), "logistic": float(losses["logistic"].detach()),
                 "triplet": float(losses["triplet"].detach()), "distill": float(distill.detach()),
-                "feature_distill": float(feature_distill.detach()),
+                "feature_distill": float(feature_distill.detach()), "box": float(box.detach()),
                 "grad_norm": float(grad_norm), "head_scale": float(head.scale.detach()),
                 "head_bias": float(head.bias.detach())}
 
@@ -541,6 +584,8 @@ class Trainer:
                 row.update({"step": self.step, "pairs": self.pairs_seen, "elapsed_s": round(self.elapsed, 1),
                             "pairs_per_s": bs / max(t2 - t0, 1e-9), "data_wait_s": t1 - t0})
                 self._append_csv("log.csv", row, LOG_FIELDS)
+                if self.model.box_head is not None and cfg.loss.box_weight > 0:  # log.csv keeps its columns
+                    self._append_csv("log_box.csv", {k: row[k] for k in ("step", "pairs", "box")})
                 last_row = row
                 if bar is not None:
                     bar.update(1)

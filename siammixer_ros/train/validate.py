@@ -6,6 +6,8 @@ Two measures:
   validation sequences with the target off-centre (shift jitter only, no photometric change).
   ``val_loss`` (the joint loss), ``val_peak_hit`` (share of positive pairs whose highest response cell
   lies within 16 px of the target) and ``val_peak_err_px`` (mean distance of that cell to the target).
+  With the box branch also ``val_box_iou`` (mean IoU with the ground truth of the box regressed at that highest
+  cell, positive pairs) and ``val_box_iou_cells`` (mean IoU over the cells inside the ground-truth box).
 - Tracking validation (less often, ~1 min): a plain SiamFC tracker (3 scales, cosine window, scale
   penalty and learning rate) running the torch model in eval mode on the first frames of each
   validation sequence; ``val_track_auc`` is the mean over sequences of the OTB success AUC (21 IoU
@@ -40,7 +42,7 @@ from siammixer_ros.train.data import (
     response_positions,
     warp_crop,
 )
-from siammixer_ros.train.losses import joint_loss
+from siammixer_ros.train.losses import box_targets, joint_loss
 
 
 def validation_pairs(sequences: list[CachedSequence], count: int, seed: int, max_gap: int = 50) -> list:
@@ -60,14 +62,22 @@ def pair_metrics(model: torch.nn.Module, pairs: list, batch_size: int = 32, chan
     was_training = model.training
     model.eval()
     positions = response_positions().reshape(-1, 2)
-    losses, hits, errs = [], [], []
+    losses, hits, errs, box_ious, cell_ious = [], [], [], [], []
+    has_box = getattr(model, "box_head", None) is not None
     try:
         for start in range(0, len(pairs), batch_size):
             batch = collate(pairs[start:start + batch_size], pos_radius, neg_radius)
             z, x = torch.from_numpy(batch["template"]), torch.from_numpy(batch["search"])
             if channels_last:
                 z, x = z.contiguous(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-            scores = model(z, x)
+            if has_box:
+                zf, xf = model.template_features(z), model.search_features(x)
+                scores = model.head(zf, xf)
+                box_ious_batch, cell_ious_batch = _box_ious(model.box(zf, xf), scores, batch)
+                box_ious += box_ious_batch
+                cell_ious += cell_ious_batch
+            else:
+                scores = model(z, x)
             labels = torch.from_numpy(batch["label"])
             losses.append(float(joint_loss(scores, labels, triplet_weight)["total"]) * len(z))
             flat = scores.reshape(len(z), -1).numpy()
@@ -78,8 +88,48 @@ def pair_metrics(model: torch.nn.Module, pairs: list, batch_size: int = 32, chan
                 hits.append(err <= 16.0)
     finally:
         model.train(was_training)
-    return {"val_loss": sum(losses) / len(pairs), "val_peak_hit": float(np.mean(hits)) if hits else float("nan"),
-            "val_peak_err_px": float(np.mean(errs)) if errs else float("nan")}
+    out = {"val_loss": sum(losses) / len(pairs), "val_peak_hit": float(np.mean(hits)) if hits else float("nan"),
+           "val_peak_err_px": float(np.mean(errs)) if errs else float("nan")}
+    if has_box:
+        out["val_box_iou"] = float(np.mean(box_ious)) if box_ious else float("nan")
+        out["val_box_iou_cells"] = float(np.mean(cell_ious)) if cell_ious else float("nan")
+    return out
+
+
+def _box_ious(pred: torch.Tensor, scores: torch.Tensor, batch: dict[str, np.ndarray]
+              ) -> tuple[list[float], list[float]]:
+    """Per positive pair: the IoU of the box regressed at the highest response cell, and the mean IoU over the cells
+    inside the ground-truth box (both against the ground truth, boxes measured from the same cell point)."""
+    target, inside = box_targets(torch.from_numpy(batch["target_xy"]), torch.from_numpy(batch["target_wh"]),
+                                 pred.shape[-1])
+    p, t = pred.double(), target.double()
+    inter = ((torch.minimum(p[:, 0], t[:, 0]) + torch.minimum(p[:, 2], t[:, 2])).clamp(min=0)
+             * (torch.minimum(p[:, 1], t[:, 1]) + torch.minimum(p[:, 3], t[:, 3])).clamp(min=0))
+    union = (p[:, 0] + p[:, 2]) * (p[:, 1] + p[:, 3]) + (t[:, 0] + t[:, 2]) * (t[:, 1] + t[:, 3]) - inter
+    iou = (inter / union.clamp(min=1e-9)).numpy()  # (B,R,R)
+    at_peak, on_cells = [], []
+    flat = scores.reshape(len(scores), -1).numpy()
+    for b in np.flatnonzero(batch["positive"]):
+        peak = int(np.argmax(flat[b]))
+        r = iou.shape[-1]
+        py, px = divmod(peak, r)
+        # The peak cell may lie outside the box: then its target distances are negative; IoU from the boxes as drawn.
+        at_peak.append(_drawn_iou(pred[b, :, py, px].double().numpy(), target[b, :, py, px].double().numpy()))
+        cells = inside[b].numpy()
+        if cells.any():
+            on_cells.append(float(iou[b][cells].mean()))
+    return at_peak, on_cells
+
+
+def _drawn_iou(pred: np.ndarray, target: np.ndarray) -> float:
+    """IoU of two boxes given as (l, t, r, b) from one point (any signs): as x0, y0, x1, y1 around it."""
+    a = np.array([-pred[0], -pred[1], pred[2], pred[3]])
+    b = np.array([-target[0], -target[1], target[2], target[3]])
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 # --- a plain SiamFC tracker on the torch model (selection signal only) --------------------------------
@@ -281,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for ckpt in args.checkpoints:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model = SiamMixer(variant=state.get("variant", "xs"))
+        model = SiamMixer(variant=state.get("variant", "xs"),
+                          box_head=any(k.startswith("box_head.") for k in state["model"]))
         model.load_state_dict(state["model"])
         t0 = time.time()
         if args.backend == "tracker":
