@@ -16,7 +16,7 @@ from siammixer_ros.train.hard_negatives import FORMAT as HARD_FORMAT
 from siammixer_ros.train.hard_negatives import mine_sequence
 from siammixer_ros.train.instances import InstancePool
 from siammixer_ros.train.pseudo_tracks import FORMAT as TRACKS_FORMAT
-from siammixer_ros.train.pseudo_tracks import MiningParams, check_track, write_tracks
+from siammixer_ros.train.pseudo_tracks import MiningParams, camera_motion, check_track, first_cut, write_tracks
 
 RED, GREEN, BLUE = (0, 0, 255), (0, 255, 0), (255, 0, 0)
 
@@ -244,3 +244,24 @@ def test_mining_records_confident_jumps_and_reinitialises() -> None:
     assert [r["frame"] for r in records] == [2, 6, 7] and jumps == 2
     assert records[0]["wrong_box"] == list(wrong) and records[0]["score"] == 0.9
     assert tracker.inits == [tuple(gt[0]), tuple(gt[8])]
+
+
+def test_a_box_carried_along_by_a_camera_pan_is_not_a_moving_object() -> None:
+    rng = np.random.default_rng(4)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (200, 400, 3), dtype=np.uint8), (0, 0), 2)
+    frames = [np.ascontiguousarray(scene[:, 4 * i:4 * i + 240]) for i in range(20)]  # the camera pans right
+    camera = camera_motion(frames)
+    np.testing.assert_allclose(camera[-1], [-76, 0], atol=8)  # content moves left 4 px a frame
+    patch = np.array([[100.0 - 4 * i, 80.0, 20.0, 20.0] for i in range(20)])  # background, moving with it
+    params = MiningParams()
+    scores = np.full(20, 0.95)
+    assert check_track(patch, scores, patch, params)[0]  # moves in the image ...
+    assert not check_track(patch, scores, patch, params, camera)[0]  # ... but not in the scene
+
+
+def test_a_segment_ends_at_a_scene_cut() -> None:
+    rng = np.random.default_rng(6)
+    one, other = (cv2.GaussianBlur(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8), (0, 0), 4) for _ in range(2))
+    frames = [np.roll(one, i, axis=1) for i in range(7)] + [np.roll(other, i, axis=1) for i in range(5)]
+    assert first_cut(frames) == 7
+    assert first_cut(frames[:7]) == 7  # a pan is no cut

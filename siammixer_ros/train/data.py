@@ -302,6 +302,7 @@ class PairSampler:
         # Frames of the unlabeled clips go beside the sequences' frames: <cache>/frames/<seq> -> <cache>.
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self.sequences[0].directory).parents[1]
         self._instances: InstancePool | None = None
+        self.pasted: list[str] = []  # labels of the cut-outs pasted into the last search crop
         self.tracks: list[CachedSequence] = []
         if "pseudo_video" in kinds:
             from siammixer_ros.train.pseudo_tracks import default_tracks_file, load_track_sequences
@@ -429,7 +430,7 @@ class PairSampler:
         x_idx = int(self.rng.choice(near))
         flip, gray = self._flags()
         template = self._template(seq.frame(t_idx), seq.boxes[t_idx], flip, gray)
-        self.pasted: list[str] = []
+        self.pasted = []
         search, xy, wh = self._search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray, distract_from=seq.name)
         extra = "".join(f"+{p}" for p in self.pasted)
         return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}{extra}")
