@@ -29,8 +29,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=[package_name, package_name + ".*"]),
-    # The training recipes travel with the package (siammixer-train --config <installed path>).
-    package_data={package_name + ".train": ["configs/*.yaml"]},
+    # The training recipes and the mined pair lists travel with the package (siammixer-train --config <installed path>).
+    package_data={package_name + ".train": ["configs/*.yaml", "pseudo_tracks.json", "hard_negatives.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

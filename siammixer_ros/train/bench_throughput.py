@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Changes to the benchmarked config (xs_02.yaml: the long run). The first row is the reference of the ratios.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "fp32 (as trained until 0.2)": {},
-    "bf16 autocast": {"autocast_bf16": True},
-    "fp32, no teacher (its cost)": {"loss": {"distill_weight": 0.0}, "pairs": {"sources": {"pseudo": 0.0}}},
+    "the 0.1.x loop (no box branch)": {"box_head": False, "loss": {"box_weight": 0.0}},
+    "the long run (box branch)": {},
+    "the long run, bf16 autocast": {"autocast_bf16": True},
+    "the long run, no teacher (its cost)": {"loss": {"distill_weight": 0.0, "box_weight": 0.0},
+                                            "pairs": {"sources": {"pseudo": 0.0}}, "box_head": False},
 }
 
 

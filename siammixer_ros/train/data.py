@@ -27,6 +27,14 @@ Sources of pairs (probabilities in :class:`PairConfig`):
             the same place a few frames later as the search region: no ground truth, every cell is
             ignored by the logistic and triplet losses, and only the teacher's map and features supervise
             it. Any region of any frame becomes a target, which is the diversity 24 sequences lack.
+  pseudo_video  template and search frames of one teacher pseudo-track on ``unlabeled_videos`` (NanoTrack v2
+            tracks that passed a forward-backward check, ``pseudo_tracks.json``); labels from the track's boxes
+  hard_negative  a frame where the student tracker jumped to another object (``hard_negatives.json``): the
+            search crop holds that wrong object (and the target where it is in view), the template comes from
+            a ground-truth frame of the same sequence, the labels are the ground truth's
+
+Video and pseudo_video pairs get cut-outs of DAVIS objects from other training sequences pasted near the
+target in their search crop with probability ``instance_distractor_prob`` (``instances.py``); labels unchanged.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ import cv2
 import numpy as np
 
 from siammixer_ros.eval.datasets import SHARED_VAL_SEQUENCES, VIDEO_GROUPS
-from siammixer_ros.train.cache import CachedSequence
+from siammixer_ros.train.cache import CachedSequence, default_data_dir
+from siammixer_ros.train.instances import InstancePool, paste_instance
 
 TEMPLATE_SIZE = 128
 SEARCH_SIZE = 256
@@ -211,6 +220,19 @@ class PairConfig:
     still_affine_rotation: float = 15.0
     still_affine_shear: float = 0.1
     paste_distractors: tuple[int, int] = (0, 3)
+    # DAVIS cut-outs pasted into video / pseudo_video search crops (instances.py); 0 = never.
+    instance_distractor_prob: float = 0.0
+    instance_distractors: tuple[int, int] = (1, 2)   # how many, when they are pasted
+    instance_scale_jitter: float = 0.3      # size = the target's (sqrt of area) times exp(U(-s, s))
+    instance_same_class_prob: float = 0.5   # of the target's class (instances.SEQUENCE_CLASSES) when one exists
+    instance_frame_step: int = 3            # a cut-out from every n-th masked frame
+    # pseudo_video: teacher tracks on unlabeled_videos (null: the committed siammixer_ros/train/pseudo_tracks.json)
+    pseudo_tracks_file: str | None = None
+    pseudo_video_max_gap: int = 50          # frames between template and search within one track
+    # hard_negative: frames where the student jumped (null: the committed siammixer_ros/train/hard_negatives.json)
+    hard_negatives_file: str | None = None
+    hard_negative_template_gap: int = 100   # template frame at most this far from the mined frame
+    hard_negative_pull: tuple[float, float] = (0.25, 0.6)  # crop centre = wrong + U(a, b) (target - wrong)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -243,13 +265,22 @@ class StillImages:
         return image
 
 
+SOURCES = ("video", "still", "paste", "negative", "pseudo", "pseudo_video", "hard_negative")
+
+
 class PairSampler:
-    """Draws augmented :class:`Pair` s from cached sequences and still images with its own RNG."""
+    """Draws augmented :class:`Pair` s from cached sequences and still images with its own RNG.
+
+    ``data_dir`` (default ``../shared/data``) is where DAVIS masks and unlabeled clips are read for the
+    sources that need them; ``cache_dir`` (default: the folder the sequences were cached in) receives the
+    frames of the pseudo tracks' clips.
+    """
 
     def __init__(self, sequences: list[CachedSequence], stills: StillImages | None, cfg: PairConfig,
-                 seed: int = 0) -> None:
+                 seed: int = 0, data_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.sequences = []
         self.valid: list[np.ndarray] = []
         for seq in sequences:
@@ -265,9 +296,38 @@ class PairSampler:
         kinds = {k: v for k, v in cfg.sources.items() if v > 0}
         if self.stills is None:
             kinds = {k: v for k, v in kinds.items() if k not in ("still", "paste")}
-        unknown = set(kinds) - {"video", "still", "paste", "negative", "pseudo"}
+        unknown = set(kinds) - set(SOURCES)
         if unknown:
-            raise ValueError(f"unknown pair sources: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown pair sources: {', '.join(sorted(unknown))} (known: {', '.join(SOURCES)})")
+        # Frames of the unlabeled clips go beside the sequences' frames: <cache>/frames/<seq> -> <cache>.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self.sequences[0].directory).parents[1]
+        self._instances: InstancePool | None = None
+        self.pasted: list[str] = []  # labels of the cut-outs pasted into the last search crop
+        self.tracks: list[CachedSequence] = []
+        if "pseudo_video" in kinds:
+            from siammixer_ros.train.pseudo_tracks import default_tracks_file, load_track_sequences
+
+            path = Path(cfg.pseudo_tracks_file) if cfg.pseudo_tracks_file else default_tracks_file()
+            self.tracks = load_track_sequences(path, self.data_dir, self.cache_dir)
+            lengths = np.array([len(t.valid_indices(cfg.min_box)) for t in self.tracks], dtype=np.float64)
+            self.track_prob = lengths ** cfg.sequence_weight_power / (lengths ** cfg.sequence_weight_power).sum()
+        self.hard: dict[str, list[tuple[int, np.ndarray, float]]] = {}
+        if "hard_negative" in kinds:
+            from siammixer_ros.train.hard_negatives import default_hard_negatives_file, load_hard_negatives
+
+            path = Path(cfg.hard_negatives_file) if cfg.hard_negatives_file else default_hard_negatives_file()
+            by_name = {s.name: s for s in self.sequences}
+            for rec in load_hard_negatives(path):
+                seq = by_name.get(rec["sequence"])  # only the sampler's (training) sequences
+                if seq is None or rec["frame"] >= len(seq) or not np.isfinite(seq.boxes[rec["frame"]]).all():
+                    continue
+                self.hard.setdefault(seq.name, []).append((rec["frame"], np.asarray(rec["wrong_box"], float),
+                                                           rec["score"]))
+            if not self.hard:
+                raise ValueError(f"{path}: no hard-negative frame of the sampler's sequences")
+            self.hard_names = sorted(self.hard)
+            counts = np.array([len(self.hard[n]) for n in self.hard_names], dtype=np.float64)
+            self.hard_prob = counts ** cfg.sequence_weight_power / (counts ** cfg.sequence_weight_power).sum()
         self.kinds = list(kinds)
         p = np.array([kinds[k] for k in self.kinds], dtype=np.float64)
         self.kind_prob = p / p.sum()
@@ -275,6 +335,13 @@ class PairSampler:
     @property
     def sequence_names(self) -> list[str]:
         return [s.name for s in self.sequences]
+
+    @property
+    def instances(self) -> InstancePool:
+        """The DAVIS cut-outs of the training sequences, built on first use."""
+        if self._instances is None:
+            self._instances = InstancePool.build(self.sequences, self.data_dir, self.cfg.instance_frame_step)
+        return self._instances
 
     # -- crops ---------------------------------------------------------------------------------------
     def _template(self, image: np.ndarray, box: np.ndarray, flip: bool, gray: bool) -> np.ndarray:
@@ -287,8 +354,14 @@ class PairSampler:
         return photometric(crop, rng, a, gray)
 
     def _search(self, image: np.ndarray, box: np.ndarray, flip: bool, gray: bool,
-                pre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Search crop around ``box`` (optionally of ``image`` warped by the 2x3 ``pre``): crop, target xy, wh."""
+                pre: np.ndarray | None = None, center: np.ndarray | None = None,
+                distract_from: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Search crop around ``box`` (optionally of ``image`` warped by the 2x3 ``pre``): crop, target xy, wh.
+
+        ``center``: the image point the crop centres on (default: the target, shifted at random).
+        ``distract_from``: the target's sequence name; with probability ``instance_distractor_prob`` cut-outs of
+        other sequences' objects are pasted near the target (before the photometric changes, which they share).
+        """
         a = self.cfg.augment
         rng = self.rng
         side = 2.0 * context_side(box[2], box[3]) * math.exp(rng.uniform(-a.search_scale, a.search_scale))
@@ -297,7 +370,7 @@ class PairSampler:
         target = box_center(box)
         # The target lands at crop centre + shift: the net must localise, not always answer the centre.
         shift = rng.uniform(-a.search_shift, a.search_shift, size=2)
-        center = target - linear @ shift
+        center = target - linear @ shift if center is None else np.asarray(center, dtype=np.float64)
         if pre is not None:
             # Compose: crop point -> image' point (center + linear u) -> original image point (pre^-1).
             pre_lin_inv = np.linalg.inv(pre[:, :2])
@@ -310,7 +383,30 @@ class PairSampler:
         # Per crop axis: a crop column/row of the linear map is one crop pixel along x/y in the image (the stretch
         # differs per axis; the box branch learns the aspect ratio from this).
         target_wh = np.array([box[2], box[3]]) / np.linalg.norm(linear, axis=0)
+        if distract_from is not None and self.cfg.instance_distractor_prob > 0 \
+                and rng.random() < self.cfg.instance_distractor_prob:
+            # Where the crop shows the image (the frame's corners through the same matrix), not padding.
+            h, w = image.shape[:2]
+            corners = np.array([point_in_crop(np.array(c), center, linear, SEARCH_SIZE)
+                                for c in ((-0.5, -0.5), (w - 0.5, -0.5), (w - 0.5, h - 0.5), (-0.5, h - 0.5))])
+            inside = np.zeros((SEARCH_SIZE, SEARCH_SIZE), np.uint8)
+            cv2.fillConvexPoly(inside, np.round(corners).astype(np.int32), 1)
+            self.pasted = self._paste_instances(crop, target_xy, target_wh, distract_from, inside.astype(bool))
         return photometric(crop, rng, a, gray), target_xy, target_wh
+
+    def _paste_instances(self, crop: np.ndarray, target_xy: np.ndarray, target_wh: np.ndarray,
+                         target_sequence: str, inside: np.ndarray | None = None) -> list[str]:
+        """Paste 1-2 cut-outs of other videos' objects into ``crop`` near the target; returns their labels."""
+        c = self.cfg
+        pasted = []
+        for _ in range(int(self.rng.integers(c.instance_distractors[0], c.instance_distractors[1] + 1))):
+            instance = self.instances.draw(self.rng, target_sequence, c.instance_same_class_prob)
+            if instance is None:
+                break
+            if paste_instance(crop, instance, target_xy, target_wh, self.rng, c.instance_scale_jitter,
+                              inside=inside) is not None:
+                pasted.append(instance.label)
+        return pasted
 
     # -- sources -------------------------------------------------------------------------------------
     def _random_sequence_frame(self, exclude: int | None = None) -> tuple[int, int]:
@@ -326,13 +422,51 @@ class PairSampler:
     def video_pair(self) -> Pair:
         s, t_idx = self._random_sequence_frame()
         seq, valid = self.sequences[s], self.valid[s]
-        near = valid[np.abs(valid - t_idx) <= self.cfg.max_gap]
+        return self._track_pair(seq, valid, t_idx, self.cfg.max_gap, "video")
+
+    def _track_pair(self, seq: CachedSequence, valid: np.ndarray, t_idx: int, max_gap: int, kind: str) -> Pair:
+        """Template at frame ``t_idx``, search at another valid frame at most ``max_gap`` away; source
+        ``name:t->x`` plus ``+seq:frame`` for each pasted cut-out."""
+        near = valid[np.abs(valid - t_idx) <= max_gap]
         near = near[near != t_idx] if len(near) > 1 else near
         x_idx = int(self.rng.choice(near))
         flip, gray = self._flags()
         template = self._template(seq.frame(t_idx), seq.boxes[t_idx], flip, gray)
-        search, xy, wh = self._search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray)
-        return Pair(template, search, xy, wh, "video", f"{seq.name}:{t_idx}->{x_idx}")
+        self.pasted = []
+        search, xy, wh = self._search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray, distract_from=seq.name)
+        extra = "".join(f"+{p}" for p in self.pasted)
+        return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}{extra}")
+
+    def pseudo_video_pair(self) -> Pair:
+        k = int(self.rng.choice(len(self.tracks), p=self.track_prob))
+        track = self.tracks[k]
+        valid = track.valid_indices(self.cfg.min_box)
+        return self._track_pair(track, valid, int(self.rng.choice(valid)), self.cfg.pseudo_video_max_gap,
+                                "pseudo_video")
+
+    def hard_negative_pair(self) -> Pair:
+        """The wrong object the student jumped to, in a search crop centred between it and the target."""
+        c = self.cfg
+        name = self.hard_names[int(self.rng.choice(len(self.hard_names), p=self.hard_prob))]
+        frame, wrong, score = self.hard[name][int(self.rng.integers(len(self.hard[name])))]
+        seq = self.sequences[self.sequence_names.index(name)]
+        valid = self.valid[self.sequence_names.index(name)]
+        near = valid[np.abs(valid - frame) <= c.hard_negative_template_gap]
+        near = near[near != frame] if len(near) > 1 else near
+        t_idx = int(self.rng.choice(near)) if len(near) else int(self.rng.choice(valid))
+        flip, gray = self._flags()
+        template = self._template(seq.frame(t_idx), seq.boxes[t_idx], flip, gray)
+        gt = seq.boxes[frame]
+        wrong_c, target_c = box_center(wrong), box_center(gt)
+        # Between the wrong object (always in the crop) and the target, jittered by up to a cell.
+        center = wrong_c + self.rng.uniform(*c.hard_negative_pull) * (target_c - wrong_c)
+        center = center + self.rng.uniform(-8, 8, size=2) * context_side(gt[2], gt[3]) / TEMPLATE_SIZE
+        search, xy, wh = self._search(seq.frame(frame), gt, flip, gray, center=center)
+        # A target beyond the response cells' reach (64 px + one cell) is out of the map: all cells negative.
+        offset = np.abs(xy - (SEARCH_SIZE - 1) / 2.0)
+        if offset.max() > (RESPONSE_SIZE - 1) / 2.0 * STRIDE + STRIDE:
+            xy, wh = None, None
+        return Pair(template, search, xy, wh, "hard_negative", f"{seq.name}:{t_idx}->{frame}:wrong")
 
     def _still_box(self, index: int, image: np.ndarray) -> np.ndarray:
         boxes = self.stills.boxes.get(self.stills.paths[index].name) if self.stills else None

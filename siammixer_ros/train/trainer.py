@@ -313,7 +313,9 @@ class Trainer:
             train_seqs = load_cached_sequences(data_dir, cache_dir, train_names)
             check_seqs = load_cached_sequences(data_dir, cache_dir, self.check_names)
         stills = StillImages.load(data_dir) if (data_dir / "still_images").is_dir() else None
-        self.sampler = PairSampler(train_seqs, stills, cfg.pairs, seed=cfg.seed)
+        # data_dir: where the masks and unlabeled clips of the newer pair sources are (None in a pack: not packed).
+        self.sampler = PairSampler(train_seqs, stills, cfg.pairs, seed=cfg.seed,
+                                   data_dir=None if cfg.pack_dir else data_dir, cache_dir=cache_dir)
         held_out = set(val_names_list) | set(selection_names)
         assert not set(self.sampler.sequence_names) & held_out, "validation or selection sequence in training"
 
