@@ -169,3 +169,18 @@ def test_box_loss_takes_the_teachers_box_on_confident_cells_of_pseudo_pairs() ->
     wrong[1, :, 4, 4] = 12.0
     loss = box_loss(wrong, xy, wh, teacher, logits, pseudo)
     assert float(loss) > 0.5  # one cell, IoU 0.25
+
+
+def test_distillation_pair_weights_leave_pairs_out_at_the_same_scale() -> None:
+    torch.manual_seed(0)
+    scores, teacher = torch.randn(4, 1, 9, 9), torch.randn(4, 9, 9)
+    positive = torch.ones(4, dtype=torch.bool)
+    plain = distillation_loss(scores, teacher, positive)
+    torch.testing.assert_close(distillation_loss(scores, teacher, positive, pair_weight=torch.ones(4)), plain)
+    # Pair 3 left out: its cells no longer count, whatever the teacher says there.
+    kept = distillation_loss(scores, teacher, positive, pair_weight=torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    teacher_changed = teacher.clone()
+    teacher_changed[3] = 100.0
+    torch.testing.assert_close(
+        distillation_loss(scores, teacher_changed, positive, pair_weight=torch.tensor([1.0, 1.0, 1.0, 0.0])), kept)
+    assert not torch.isclose(kept, plain)

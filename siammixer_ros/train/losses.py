@@ -66,13 +66,21 @@ def triplet_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def distillation_loss(scores: torch.Tensor, teacher_logits: torch.Tensor, positive: torch.Tensor,
-                      mode: str = "bce", temperature: float = 1.0) -> torch.Tensor:
-    """Student logits (B,1,R,R) against teacher logits (B,R,R) on the same cells."""
+                      mode: str = "bce", temperature: float = 1.0,
+                      pair_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Student logits (B,1,R,R) against teacher logits (B,R,R) on the same cells.
+
+    ``pair_weight`` (B,) of 0/1 leaves pairs out (bce only) without changing the term's scale: the sum over the
+    kept pairs is divided by the batch size, so all-ones gives the plain mean.
+    """
     v = scores.reshape(scores.shape[0], -1)
     t = teacher_logits.reshape(teacher_logits.shape[0], -1).to(v.dtype)
     if mode == "bce":
         target = torch.sigmoid(t / temperature)
-        return F.binary_cross_entropy_with_logits(v, target)
+        if pair_weight is None:
+            return F.binary_cross_entropy_with_logits(v, target)
+        per_pair = F.binary_cross_entropy_with_logits(v, target, reduction="none").mean(dim=1)
+        return (per_pair * pair_weight.to(per_pair.dtype)).sum() / len(per_pair)
     if mode == "kl":
         mask = positive.bool()
         if not mask.any():

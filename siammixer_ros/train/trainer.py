@@ -520,8 +520,11 @@ class Trainer:
                 + feature_distillation_loss(self.adapter(xf), tensor("teacher_search_features")))
             total = total + cfg.loss.feature_distill_weight * feature_distill
         if self.teacher is not None and cfg.loss.distill_weight > 0:
+            skip = None
+            if cfg.loss.distill_skip_kinds:
+                skip = torch.from_numpy(~np.isin(batch["kinds"], cfg.loss.distill_skip_kinds)).to(dev)
             distill = distillation_loss(scores, tensor("teacher"), tensor("positive"), cfg.loss.distill_mode,
-                                        cfg.loss.distill_temperature)
+                                        cfg.loss.distill_temperature, pair_weight=skip)
             total = total + cfg.loss.distill_weight * distill
         box = torch.zeros((), device=dev)
         if self.model.box_head is not None and cfg.loss.box_weight > 0:
