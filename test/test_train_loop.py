@@ -343,3 +343,16 @@ def test_box_branch_learns_and_joins_a_run_at_its_resume(tiny_data: Path, tmp_pa
     assert read_model_file(out)[0].has_box_output
     metrics = again.validator.pairs_metrics(again.model)
     assert 0.0 <= metrics["val_box_iou"] <= 1.0 and 0.0 <= metrics["val_box_iou_cells"] <= 1.0
+
+
+def test_segments_table_lists_each_invocation_with_its_last_tracking_auc(tmp_path: Path) -> None:
+    from siammixer_ros.train.segments import segments_markdown
+
+    (tmp_path / "segments.csv").write_text(
+        "segment,started_at,ended_at,start_pairs,end_pairs,train_hours,pairs_per_hour,threads,device,git_commit,note\n"
+        "1,2026-12-02T07:53:14Z,2026-12-02T08:31:58Z,0,6400,0.5,12800,2,cpu,abc1234,start\n"
+        "2,2026-12-02T08:40:00Z,,6400,,,,2,cpu,def5678,box branch\n")
+    (tmp_path / "val.csv").write_text("step,pairs,val_track_auc\n200,6400,0.41\n300,9600,\n400,12800,0.45\n")
+    rows = segments_markdown(tmp_path).splitlines()[2:]
+    assert rows[0].startswith("| 1 | 2026-12-02 07:53 | 0 - 6,400 | 0.50 | 12,800 |") and "0.410 at 6,400" in rows[0]
+    assert "(running or killed)" in rows[1] and "0.450 at 12,800" in rows[1] and "box branch" in rows[1]
