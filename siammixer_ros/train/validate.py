@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -239,24 +240,30 @@ def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence]
     ``SiamMixerTracker``: the numbers the evaluation toolkit would give on these frames.
     """
     import tempfile
-    from pathlib import Path
 
-    from siammixer_ros.core.params import TrackerParams
-    from siammixer_ros.core.tracker import SiamMixerTracker
     from siammixer_ros.model.export import export_model
 
     with tempfile.TemporaryDirectory(prefix="siammixer_val_") as tmp:
         path = Path(tmp) / "candidate.onnx"
         export_model(model, path, provenance={"training": "in-training validation candidate, not a release"},
                      model_version="validation")
-        tracker_params = TrackerParams.from_dict(params) if params else None
+        return model_file_tracking_auc(path, sequences, max_frames, params)
 
-        def make_tracker() -> tuple[Callable, Callable]:
-            tracker = SiamMixerTracker(str(path), params=tracker_params)
-            return (lambda image, box: tracker.init(image, tuple(float(v) for v in box)),
-                    lambda image: tracker.update(image).box)
 
-        return _one_pass_auc(sequences, max_frames, make_tracker)
+def model_file_tracking_auc(path: str | Path, sequences: list[CachedSequence], max_frames: int,
+                            params: dict | None = None) -> dict[str, float]:
+    """The tracking measure of a model file (an export, or a shipped model: the reference for checkpoints)."""
+    from siammixer_ros.core.params import TrackerParams
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    tracker_params = TrackerParams.from_dict(params) if params else None
+
+    def make_tracker() -> tuple[Callable, Callable]:
+        tracker = SiamMixerTracker(str(path), params=tracker_params)
+        return (lambda image, box: tracker.init(image, tuple(float(v) for v in box)),
+                lambda image: tracker.update(image).box)
+
+    return _one_pass_auc(sequences, max_frames, make_tracker)
 
 
 class Validator:
@@ -307,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import time
-    from pathlib import Path
 
     from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
     from siammixer_ros.model.network import SiamMixer
@@ -315,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     from siammixer_ros.train.data import VAL_SEQUENCES
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="trainer checkpoints (.pt)")
+    parser.add_argument("checkpoints", nargs="+", type=Path,
+                        help="trainer checkpoints (.pt), or model files (.onnx, e.g. the shipped one as reference)")
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--cache", type=Path, default=default_cache_dir())
     parser.add_argument("--max-frames", type=int, default=0, help="first N frames of each sequence (0: all)")
@@ -330,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     sequences = load_cached_sequences(args.data, args.cache, list(names))
     results = {}
     for ckpt in args.checkpoints:
+        t0 = time.time()
+        if ckpt.suffix == ".onnx":
+            metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames)
+            metrics["pairs_seen"] = -1
+            results[str(ckpt)] = metrics
+            per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
+            print(f"{ckpt}: val_track_auc {metrics['val_track_auc']:.4f} ({time.time() - t0:.0f} s)  {per_seq}",
+                  flush=True)
+            continue
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model = SiamMixer(variant=state.get("variant", "xs"),
                           box_head=any(k.startswith("box_head.") for k in state["model"]))
