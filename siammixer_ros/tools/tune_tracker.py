@@ -1,6 +1,7 @@
 """siammixer-tune-tracker: runs named TrackerParams configurations one-pass and tables them; a parameter search on
-the training sequences, or (``--split val``) the ablation that reports the chosen parameters on the validation
-split. Parameters are only ever chosen from ``--split train`` tables.
+the training sequences (``--split train``, or ``selection``: the training sequences a model was not trained on), or
+(``--split val``) the ablation that reports the chosen parameters on the validation split. Parameters are only ever
+chosen from ``train`` or ``selection`` tables.
 
 A grid file (YAML) names the configurations::
 
@@ -100,7 +101,7 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
              peers: list[dict[str, Any]], order: str) -> str:
     frames = "all frames" if max_frames is None else f"first {max_frames} frames"
     aerial = {s.name for s in sequences if s.meta.get("aerial")}
-    what = "parameter search" if split == "train" else "ablation (reported, not used to choose)"
+    what = "ablation (reported, not used to choose)" if split == "val" else "parameter search"
     lines = [
         f"# Tracker configurations on the {split} split: {what}", "",
         f"Command: `{command}`", "",
@@ -141,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grid", type=Path, required=True, help="grid YAML (see the module docstring)")
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/sequences"),
                         help="../shared/data/sequences (its README split)")
-    parser.add_argument("--split", default="train", choices=("train", "val"),
-                        help="train: the search; val: report an ablation of parameters chosen on train")
+    parser.add_argument("--split", default="train", choices=("train", "selection", "val"),
+                        help="train or selection (training sequences held back from training): the search; "
+                             "val: report an ablation of parameters chosen on train or selection")
     parser.add_argument("--peers", type=Path, default=None,
                         help="siammixer-eval results folder of peers on the same split (columns in the table)")
     parser.add_argument("--order", default="auc", choices=("auc", "grid"),
