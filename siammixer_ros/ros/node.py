@@ -55,6 +55,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 from siammixer_ros.core.errors import ModelError, TrackerParamsError
 from siammixer_ros.core.model_file import models_dir
 from siammixer_ros.ros import diagnostics as diag
+from siammixer_ros.ros import heap
 from siammixer_ros.ros.debug_image import draw_debug_image
 from siammixer_ros.ros.image_conversion import fill_image_msg, make_converter
 from siammixer_ros.ros.messages import (
@@ -96,6 +97,11 @@ def default_model_path(precision: str = "float") -> Path:
 # Requests the services hold while one is being answered. ROS's default (10) silently lost 89 of 100 concurrent
 # SetTarget calls (several ground-station tools, or a script retrying); each request is answered in milliseconds.
 SERVICE_QUEUE_DEPTH = 100
+# Seconds between returns of freed heap pages to the system (glibc malloc_trim, from the diagnostics timer): the
+# middleware's, rclpy's and the image messages' freed memory otherwise stays in the process (measured in
+# benchmarks/node.md: 20-30 MiB less). Not every frame: each trim makes the next update fault its ~40 MiB of
+# onnxruntime buffers in again (about 20 ms of CPU).
+HEAP_TRIM_PERIOD_S = 10.0
 
 
 def service_qos() -> QoSProfile:
@@ -163,6 +169,8 @@ class TrackerNodeMixin:
         """Load the model; create outputs, services, diagnostics and the processing thread (raises StartupError)."""
         self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
                                         self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"])
+        heap.trim_heap()  # the model file's decoded parts and onnxruntime's graph building are freed now
+        self._last_heap_trim = time.monotonic()
         self._initial_target: list[float] = list(self._cfg["initial_target"])
         self._pending_tracker_params = None
         self._last_latency_ms = float("nan")
@@ -242,6 +250,7 @@ class TrackerNodeMixin:
             self.destroy_publisher(pub)
         self._session = None  # the tracker and its onnxruntime sessions go with it
         self._updater = None
+        heap.trim_heap()
 
     # -- parameters ----------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
@@ -453,6 +462,10 @@ class TrackerNodeMixin:
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heap_trim >= HEAP_TRIM_PERIOD_S:
+            self._last_heap_trim = now
+            heap.trim_heap()
         statuses = self._updater.collect()
         array = diag.to_diagnostic_array(statuses, self.get_clock().now().to_msg(), DiagnosticArray,
                                          DiagnosticStatus, KeyValue)

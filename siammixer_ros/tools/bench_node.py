@@ -6,6 +6,7 @@ rate (published frames without a detection). Writes benchmarks/node.json and ben
     python -m siammixer_ros.tools.bench_node --model my.onnx --threads 1 --duration 10 --repeats 1
     python -m siammixer_ros.tools.bench_node --executor-threads 1 3 --paths tracking --threads 1 \
         --out benchmarks/node_executor                             # the node's executor: single vs multi-threaded
+    python -m siammixer_ros.tools.bench_node --model m.onnx --soak-seconds 300   # a 5-minute soak, added to node.md
 
 The model: --model, else a random-weight SiamMixer-XS export (realistic compute, NOT a tracker: needs torch for
 the export), else the committed NCC test model (measures the node's overhead around a near-free network).
@@ -18,6 +19,11 @@ two tracker paths (``--paths``), forced with tracker parameters so that the mode
 
 "Stale" frames are detections whose image waited in the node longer than one frame period before processing
 started (the node's "wait" stage); frames are never queued, so it should stay 0.
+
+The node's memory is sampled from /proc/<pid>/status every ``--rss-interval`` seconds during each run (VmRSS and its
+anonymous / file / shared-memory parts): RSS at the start of the measured window, at its end and the largest.
+``--soak-seconds`` runs one long run (the tracking path, the first of ``--threads``) and writes it as the ``soak``
+section of the existing report (json and md) instead of replacing the report.
 """
 
 from __future__ import annotations
@@ -140,9 +146,53 @@ class Client:
         self.node.destroy_node()
 
 
+def node_memory_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory in MiB from /proc/<pid>/status: rss (VmRSS) = anon + file + shmem."""
+    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                name = line.split(":", 1)[0] + ":"
+                if name in keys:
+                    out[keys[name]] = round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class MemorySampler:
+    """Samples a process's memory (:func:`node_memory_mib`) every ``interval`` s in a thread: (seconds, sample)."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            sample = node_memory_mib(self.pid)
+            if sample:
+                self.samples.append((round(time.monotonic() - self._start, 1), sample))
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self) -> list[tuple[float, dict[str, float]]]:
+        self._stop.set()
+        self._thread.join(5.0)
+        sample = node_memory_mib(self.pid)
+        if sample:
+            self.samples.append((round(time.monotonic() - self._start, 1), sample))
+        return self.samples
+
+
 def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, duration: float, warmup: float,
              box: tuple[float, ...], env: dict[str, str], reliability: str = "", path: str = "tracking",
-             executor_threads: int = 1) -> dict[str, Any]:
+             executor_threads: int = 1, rss_interval: float = 5.0, node_params: tuple[str, ...] = ()
+             ) -> dict[str, Any]:
     namespace = client.namespace
     path_params = [arg for param in PATH_PARAMS[path] for arg in ("-p", param)]
     qos = ["-p", f"qos_overrides.{namespace}/camera/image.subscription.reliability:={reliability}"] if reliability \
@@ -152,7 +202,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             "-p", f"intra_op_threads:={threads}", "-p", f"execution_mode:={mode}", "-p", "diagnostics.period:=1.0",
             "-p", f"diagnostics.hardware_id:={namespace}", "-p", "diagnostics.window:=10000", *path_params,
             "-p", f"executor_threads:={executor_threads}", "-p", f"expected_rate_hz:={float(rate)!r}",
-            *qos]
+            *qos, *[arg for param in node_params for arg in ("-p", param)]]
     log = tempfile.NamedTemporaryFile(prefix="bench-node-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -178,6 +228,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             client.received.clear()
         client.diagnostics.clear()
         period = 1.0 / rate
+        sampler: MemorySampler | None = None
         published: list[int] = []
         missed_at_start = None  # the node's own count when the measured window starts (from its last report)
         start = time.monotonic()
@@ -191,11 +242,14 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
                 time.sleep(target - now)
             stamp = client.publish(i)
             if time.monotonic() - start >= warmup:
+                if sampler is None:  # memory from the start of the measured window
+                    sampler = MemorySampler(process.pid, rss_interval)
                 if missed_at_start is None:
                     missed_at_start = _node_missed(client.diagnostics[-1] if client.diagnostics else {})
                 published.append(stamp)
             i += 1
         time.sleep(1.0)  # let the last detections and a diagnostics report arrive
+        memory = sampler.stop() if sampler is not None else []
         with client.lock:
             received = list(client.received)
         wanted = set(published)
@@ -215,6 +269,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             "drop_rate": 1.0 - processed / max(1, len(published)),
             "latency_ms": {"p50": float(np.percentile(latencies, 50)) if processed else None,
                            "p95": float(np.percentile(latencies, 95)) if processed else None,
+                           "p99": float(np.percentile(latencies, 99)) if processed else None,
                            "max": float(latencies.max()) if processed else None},
             "output_rate_hz": processed / duration,
             "node_diagnostics": {k: latency_diag.get(k) for k in sorted(latency_diag)},
@@ -223,6 +278,9 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             else _node_missed(diag) - missed_at_start,
             "resolved_mode": diag.get(f"{NODE}: model and resources", {}).get("execution mode", mode),
             "stale_frames": stale,
+            "node_memory_mib": {"start": memory[0][1] if memory else None, "end": memory[-1][1] if memory else None,
+                                "max_rss": max((m["rss"] for _, m in memory if "rss" in m), default=None),
+                                "samples": memory},
             "node_rss_mib": (int(rss) / 2**20 if (rss := diag.get(f"{NODE}: model and resources", {})
                                                   .get("rss bytes")) else None),
         }
@@ -252,6 +310,59 @@ def _median(values: list[float | None]) -> float | None:
 def write_report(results: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    title = ["# siammixer_tracker node: end-to-end latency and drops", ""]
+    lines = _summary_lines(results) if "summary" in results else title
+    if "soak" in results:
+        lines += _soak_lines(results["soak"])
+    out.with_suffix(".md").write_text("\n".join(lines))
+
+
+def _fmt(v: float | None, spec: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _soak_lines(soak: dict[str, Any]) -> list[str]:
+    memory = soak.get("node_memory_mib", {})
+    start, end = memory.get("start") or {}, memory.get("end") or {}
+    samples = memory.get("samples") or []
+    load = soak.get("load_average_1_5_15_min", {})
+    lat = soak["latency_ms"]
+
+    def parts(m: dict[str, float]) -> str:
+        return (f"{_fmt(m.get('rss'), '.0f')} ({_fmt(m.get('anon'), '.0f')} / {_fmt(m.get('file'), '.0f')} / "
+                f"{_fmt(m.get('shmem'), '.0f')})")
+
+    return [
+        "## Soak",
+        "",
+        f"{soak['date']}: {soak['width']}x{soak['height']} `bgr8` images at {soak['rate_hz']:g} Hz for "
+        f"{soak['published'] / soak['rate_hz']:.0f} s (after the warm-up), the tracking path, {soak['threads']} "
+        f"inference thread(s), executor {soak['executor_threads']}, mode {soak['mode']}. Model: {soak['model']}. "
+        f"Node environment: {soak.get('node_env') or 'none added'}; extra node parameters: "
+        f"{soak.get('node_params') or 'none'}. Command: `{soak['command']}`.",
+        f"Load average (1 / 5 / 15 min) at the start: {' / '.join(map(str, load.get('start', [])))}; at the end: "
+        f"{' / '.join(map(str, load.get('end', [])))}."
+        + (f" The load was above the machine's {os.cpu_count()} CPUs: the latency and drop numbers say how the node "
+           "degrades when it gets a fraction of a core, not what it does on a free machine; the memory numbers do "
+           "not depend on the load." if load.get("start") and max(load["start"][0], load["end"][0]) > (os.cpu_count()
+                                                                                                        or 1) else ""),
+        "",
+        "RSS = the node process's VmRSS (anonymous / file-backed / shared memory, MiB) from /proc/<pid>/status, "
+        "sampled every few seconds: at the start of the measured window, at its end, and the largest sample.",
+        "",
+        "| frames published | drop rate | node missed | p50 ms | p95 ms | p99 ms | max ms | RSS start MiB (anon / file "
+        "/ shm) | RSS end MiB (anon / file / shm) | RSS max MiB | samples | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {soak['published']} | {soak['drop_rate']:.3f} | {_fmt(soak.get('node_missed'), '.0f')} | "
+        f"{_fmt(lat['p50'])} | {_fmt(lat['p95'])} | {_fmt(lat.get('p99'))} | {_fmt(lat['max'])} | {parts(start)} | "
+        f"{parts(end)} | {_fmt(memory.get('max_rss'), '.0f')} | {len(samples)} | {soak['final_state']} |",
+        "",
+        "RSS over the soak (s: MiB): " + ", ".join(f"{t:.0f}: {m.get('rss', 0):.0f}" for t, m in samples) + ".",
+        "",
+    ]
+
+
+def _summary_lines(results: dict[str, Any]) -> list[str]:
     cfg = results["config"]
     lines = [
         "# siammixer_tracker node: end-to-end latency and drops",
@@ -300,7 +411,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     target = results["target"]
     lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
               f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,7 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "node"), help="output path without suffix")
+    parser.add_argument("--rss-interval", type=float, default=5.0, help="seconds between samples of the node's memory")
+    parser.add_argument("--soak-seconds", type=float, default=0.0,
+                        help="run one soak of this many seconds (tracking path, the first --threads, --modes and "
+                             "--executor-threads value) and add it to the report at --out as its soak section")
+    parser.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the node process only (e.g. MALLOC_ARENA_MAX=2); repeatable")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="an extra parameter of the node (e.g. frame_buffer_size:=10); repeatable")
     args = parser.parse_args(argv)
+    node_env = dict(item.split("=", 1) for item in args.node_env)
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -336,6 +456,26 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(namespace, frames)
     runs = []
     load_start = os.getloadavg()  # the machine is shared: the numbers mean little without the load beside them
+    command = "python -m siammixer_ros.tools.bench_node " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.soak_seconds > 0:
+        try:
+            _log(f"soak: {args.soak_seconds:g} s at {args.rate:g} Hz")
+            soak = run_once(client, model, args.threads[0], args.modes[0], args.rate, args.soak_seconds, args.warmup,
+                            box, {**os.environ, **node_env}, args.reliability, "tracking", args.executor_threads[0],
+                            args.rss_interval, tuple(args.node_param))
+        finally:
+            client.close()
+            rclpy.try_shutdown()
+        soak["load_average_1_5_15_min"] = {"start": [round(v, 2) for v in load_start],
+                                           "end": [round(v, 2) for v in os.getloadavg()]}
+        soak.update(command=command.strip(), model=model_text, width=width, height=height, rate_hz=args.rate,
+                    node_env=node_env, node_params=args.node_param, date=time.strftime("%Y-%m-%d", time.gmtime()))
+        out = Path(args.out)
+        results = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+        results["soak"] = soak
+        write_report(results, out)
+        print(out.with_suffix(".md").read_text())
+        return 0
     try:
         # Round robin: each repeat runs every configuration once, so a change of load hits all of them alike.
         plan = [(p, m, t, e, r) for r in range(args.repeats) for p in args.paths for m in args.modes
@@ -344,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"path {path}, mode {mode}, threads {threads}, executor threads {executor_threads}, "
                  f"run {repeat + 1}/{args.repeats}")
             result = run_once(client, model, threads, mode, args.rate, args.duration, args.warmup, box,
-                              dict(os.environ), args.reliability, path, executor_threads)
+                              {**os.environ, **node_env}, args.reliability, path, executor_threads,
+                              args.rss_interval, tuple(args.node_param))
             _log(f"  p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
                  f"drop rate {result['drop_rate']:.2f}")
             runs.append(result)
@@ -385,13 +526,13 @@ def main(argv: list[str] | None = None) -> int:
     met = {f"{s['path']}, {s['mode']}, {s['threads']} thread(s), executor {s['executor_threads']}":
            ("yes" if s["p95_ms"] is not None and s["p95_ms"] <= 40.0 and s["stale"] == "none" else "no")
            for s in summary}
-    command = "python -m siammixer_ros.tools.bench_node " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {
         "config": {"model": model_text, "model_path": str(model), "width": width, "height": height,
                    "rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
                    "repeats": args.repeats, "modes": args.modes, "paths": args.paths,
                    "executor_threads": args.executor_threads,
                    "input_reliability": args.reliability or "best_effort (node default)", "command": command.strip(),
+                   "node_env": node_env, "node_params": args.node_param,
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
                               "shared with other jobs (noisy)",
                    "load_average_1_5_15_min": {"start": [round(v, 2) for v in load_start],
@@ -400,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"p95_ms": 40.0, "met": met},
         "runs": runs,
     }
+    if args.out and Path(args.out).with_suffix(".json").is_file():  # keep an earlier soak
+        earlier = json.loads(Path(args.out).with_suffix(".json").read_text())
+        if "soak" in earlier:
+            results["soak"] = earlier["soak"]
     write_report(results, Path(args.out))
     print(Path(args.out).with_suffix(".md").read_text())
     return 0
