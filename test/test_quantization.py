@@ -195,3 +195,16 @@ def test_batchnorm_before_a_padded_conv_is_not_folded():
     model = _bn_conv_model(kernel=3, pads=1)
     assert fold_batchnorm_into_next_conv(model) == []
     assert [n.op_type for n in model.graph.node] == ["BatchNormalization", "Conv"]
+
+
+def test_profile_parts_counts_int8_kernels_only_in_the_int8_file(int8_ncc):
+    from siammixer_ros.tools.profile_parts import QDQ, profile_files, to_markdown
+
+    path, _ = int8_ncc
+    result = profile_files([str(ncc_model_path(8)), str(path)], "search", scales=1, repeats=3)
+    float_ops = {op for ops in result["kernel_ms"][str(ncc_model_path(8))].values() for op in ops}
+    int8_ops = {op for ops in result["kernel_ms"][str(path)].values() for op in ops}
+    assert not any(op.startswith("QLinear") or op in ("QuantizeLinear", "DequantizeLinear") for op in float_ops)
+    assert any(op.startswith("QLinear") for op in int8_ops) and QDQ in result["kernel_ms"][str(path)]
+    table = to_markdown(result)
+    assert path.name in table and "speed-up vs" in table
