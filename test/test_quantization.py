@@ -147,3 +147,64 @@ def test_quantising_an_int8_file_again_is_refused(int8_ncc, tmp_path):
 
     with pytest.raises(ModelError, match="already quantised"):
         quantize_model_file(int8_ncc[0], tmp_path / "again.onnx", QuantizeOptions(quiet=True))
+
+
+def _bn_conv_model(kernel: int, pads: int, shared_by_second_conv: bool = False):
+    """x -> BatchNorm -> Conv(kernel, pads) [-> a second 1x1 Conv on the same BatchNorm output], as the mixers'
+    pre-norm layers are exported."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    c, o = 6, 5
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in [
+        (rng.uniform(0.5, 2.0, c), "gamma"), (rng.normal(size=c), "beta"), (rng.normal(size=c), "mean"),
+        (rng.uniform(0.2, 3.0, c), "var"), (rng.normal(size=(o, c, kernel, kernel)), "w"), (rng.normal(size=o), "b"),
+        (rng.normal(size=(o, c, 1, 1)), "w2")]]
+    nodes = [helper.make_node("BatchNormalization", ["x", "gamma", "beta", "mean", "var"], ["n"], name="bn",
+                              epsilon=1e-3),
+             helper.make_node("Conv", ["n", "w", "b"], ["y"], name="conv", pads=[pads] * 4)]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if shared_by_second_conv:
+        nodes.append(helper.make_node("Conv", ["n", "w2"], ["y2"], name="conv2"))
+        outputs.append(helper.make_tensor_value_info("y2", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "bn_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                               [1, c, 7, 7])], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_batchnorm_before_a_1x1_conv_is_folded_exactly(shared):
+    import onnxruntime as ort
+
+    from siammixer_ros.tools.quantize import fold_batchnorm_into_next_conv
+
+    model = _bn_conv_model(kernel=1, pads=0, shared_by_second_conv=shared)
+    x = np.random.default_rng(4).normal(size=(1, 6, 7, 7)).astype(np.float32) * 3
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert fold_batchnorm_into_next_conv(model) == ["bn"]
+    assert [n.op_type for n in model.graph.node] == ["Conv"] * (2 if shared else 1)
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)
+
+
+def test_batchnorm_before_a_padded_conv_is_not_folded():
+    # zero padding is applied after the BatchNorm: folding would change the border outputs, so it must stay
+    from siammixer_ros.tools.quantize import fold_batchnorm_into_next_conv
+
+    model = _bn_conv_model(kernel=3, pads=1)
+    assert fold_batchnorm_into_next_conv(model) == []
+    assert [n.op_type for n in model.graph.node] == ["BatchNormalization", "Conv"]
+
+
+def test_profile_parts_counts_int8_kernels_only_in_the_int8_file(int8_ncc):
+    from siammixer_ros.tools.profile_parts import QDQ, profile_files, to_markdown
+
+    path, _ = int8_ncc
+    result = profile_files([str(ncc_model_path(8)), str(path)], "search", scales=1, repeats=3)
+    float_ops = {op for ops in result["kernel_ms"][str(ncc_model_path(8))].values() for op in ops}
+    int8_ops = {op for ops in result["kernel_ms"][str(path)].values() for op in ops}
+    assert not any(op.startswith("QLinear") or op in ("QuantizeLinear", "DequantizeLinear") for op in float_ops)
+    assert any(op.startswith("QLinear") for op in int8_ops) and QDQ in result["kernel_ms"][str(path)]
+    table = to_markdown(result)
+    assert path.name in table and "speed-up vs" in table

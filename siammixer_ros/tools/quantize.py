@@ -67,6 +67,11 @@ METHOD = {
     "activations": "uint8, asymmetric, per tensor",
     "calibration_method": "MinMax",
 }
+# METHOD["pre_processing"] with --fold-batchnorm (without it the key is absent: files made before the option match)
+FOLD_BATCHNORM_METHOD = ("onnxruntime quant_pre_process (shape inference, basic graph optimisations), then every "
+                         "BatchNormalization feeding only 1x1 convolutions folded into their weights and biases "
+                         "(exact: the mixers' pre-norm BatchNorms, which onnxruntime cannot fuse into the convolution "
+                         "after them)")
 # Operators the per-layer check treats as layers (the ones with arithmetic worth quantising).
 LAYER_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "Add", "Mul")
 # Node names differ between parts for the same layer (the exporter names nodes by the module path it traced):
@@ -235,11 +240,86 @@ class _Reader:
 
 # ------------------------------------------------------------------------------------------------ quantisation
 
+def fold_batchnorm_into_next_conv(model: Any) -> list[str]:
+    """Fold every BatchNormalization whose output feeds only 1x1 convolutions (no padding, one group) into those
+    convolutions' weights and biases, in place; returns the names of the folded BatchNorm nodes.
+
+    Exact (same arithmetic up to float rounding): BN(x) = s * x + t per input channel with s = gamma / sqrt(var + eps),
+    t = beta - mean * s, so W x' + b = (W * s) x + (b + W t) for a 1x1 convolution. Why: onnxruntime fuses a BatchNorm
+    into the convolution BEFORE it, not after, so the mixers' pre-norm BatchNorms stay standalone float operators
+    that the int8 graph brackets with DequantizeLinear/QuantizeLinear; folded, the convolution reads the int8 tensor.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    folded, removed = [], []
+    for bn in graph.node:
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1 or bn.output[0] in outputs:
+            continue
+        if any(name not in inits for name in bn.input[1:5]):
+            continue
+        users = consumers.get(bn.output[0], [])
+        if not users or not all(_is_foldable_1x1_conv(conv, inits) and conv.input[0] == bn.output[0]
+                                for conv in users):
+            continue
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[name]).astype(np.float64) for name in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        for conv in users:
+            weight = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
+            bias = (numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) if len(conv.input) > 2
+                    and conv.input[2] else np.zeros(weight.shape[0]))
+            w2 = weight[:, :, 0, 0]
+            new_weight = (weight * scale[None, :, None, None]).astype(np.float32)
+            new_bias = (bias + w2 @ shift).astype(np.float32)
+            # new initializers (another node may share the old ones)
+            w_name, b_name = f"{conv.name}_bnfolded_weight", f"{conv.name}_bnfolded_bias"
+            graph.initializer.extend([numpy_helper.from_array(new_weight, w_name),
+                                      numpy_helper.from_array(new_bias, b_name)])
+            conv.input[0] = bn.input[0]
+            conv.input[1] = w_name
+            if len(conv.input) > 2:
+                conv.input[2] = b_name
+            else:
+                conv.input.append(b_name)
+        folded.append(bn.name)
+        removed.append(bn)
+    for bn in removed:
+        graph.node.remove(bn)
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for t in unused:
+        graph.initializer.remove(t)
+    return folded
+
+
+def _is_foldable_1x1_conv(node: Any, inits: dict[str, Any]) -> bool:
+    if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+        return False
+    shape = list(inits[node.input[1]].dims)
+    attrs = {a.name: a for a in node.attribute}
+    group = attrs["group"].i if "group" in attrs else 1
+    pads = list(attrs["pads"].ints) if "pads" in attrs else []
+    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
+        return False
+    return len(shape) == 4 and shape[2:] == [1, 1] and group == 1 and not any(pads) and auto_pad in ("NOTSET",
+                                                                                                        "VALID")
+
+
 class PartQuantizer:
     """One part (or the main graph) prepared for quantisation: pre-processed once, ranges calibrated once
     (cached), then quantised with any set of layers kept float."""
 
-    def __init__(self, name: str, model: bytes, feeds: list[dict], workdir: Path) -> None:
+    def __init__(self, name: str, model: bytes, feeds: list[dict], workdir: Path,
+                 fold_batchnorm: bool = False) -> None:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -251,6 +331,9 @@ class PartQuantizer:
         # Shape inference and onnxruntime's basic graph optimisations (constant folding of the shape arithmetic).
         quant_pre_process(str(raw), str(self.path), skip_symbolic_shape=False)
         self.model = onnx.load(str(self.path))
+        self.folded_batchnorms = fold_batchnorm_into_next_conv(self.model) if fold_batchnorm else []
+        if self.folded_batchnorms:
+            onnx.save(self.model, str(self.path))
         unnamed = [n for n in self.model.graph.node if not n.name]
         if unnamed:  # layers are told apart by node name: give unnamed nodes one, unique to this part
             for i, node in enumerate(unnamed):
@@ -326,6 +409,7 @@ class QuantizeOptions:
     keep_float: tuple[str, ...] = ()
     keep_float_reason: str = "kept float by --keep-float"
     skip_layer_check: bool = False
+    fold_batchnorm: bool = False
     seed: int = 0
     quiet: bool = False
 
@@ -357,7 +441,7 @@ def quantize_model_file(src: str | Path, dst: str | Path, options: QuantizeOptio
         names = list(parts)
         quantizers = {}
         for name in _progress(names, len(names), "prepare parts", options.quiet):
-            quantizers[name] = PartQuantizer(name, parts[name], feeds[name], work)
+            quantizers[name] = PartQuantizer(name, parts[name], feeds[name], work, options.fold_batchnorm)
             quantizers[name].quantize()  # calibrates once (ranges cached for every later call)
         reference = response_maps(parts, check.templates, check.searches)
         chain = (PART_TEMPLATE, PART_SEARCH, PART_HEAD)
@@ -394,14 +478,18 @@ def quantize_model_file(src: str | Path, dst: str | Path, options: QuantizeOptio
             kept = sorted(k for k in keys if is_float_layer(k, float_keys))
             precision[name] = {"precision": "int8" if data is not None else "float",
                                "sha256": part_sha256(quantized[name]), "float_layers": kept}
+            if options.fold_batchnorm:
+                precision[name]["folded_batchnorms"] = quantizers[name].folded_batchnorms if data is not None else []
         final = response_error(reference, response_maps(quantized, check.templates, check.searches))
         all_int8 = response_error(reference, response_maps(
             {n: quantizers[n].quantize() or parts[n] for n in chain}, check.templates, check.searches))
-        main = PartQuantizer("main", onnx.load(str(src)).SerializeToString(), main_feeds, work)
+        main = PartQuantizer("main", onnx.load(str(src)).SerializeToString(), main_feeds, work,
+                             options.fold_batchnorm)
         main_q = main.quantize(float_keys=set(float_keys))
         main_model = onnx.load_from_string(main_q) if main_q else onnx.load(str(src))
     quant = {
-        "method": dict(METHOD, onnxruntime=ort.__version__, per_layer_check="response maps of each layer quantised "
+        "method": dict(METHOD, **({"pre_processing": FOLD_BATCHNORM_METHOD} if options.fold_batchnorm else {}),
+                       onnxruntime=ort.__version__, per_layer_check="response maps of each layer quantised "
                        "alone vs float (template + search + head, whole-image mode)",
                        max_layer_error=options.max_layer_error),
         "calibration": {
@@ -453,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-float-reason", default="kept float by --keep-float",
                         help="why, recorded in the file's metadata")
     parser.add_argument("--skip-layer-check", action="store_true", help="quantise every layer (no per-layer check)")
+    parser.add_argument("--fold-batchnorm", action="store_true",
+                        help="fold each BatchNorm that feeds only 1x1 convolutions into them before quantising (exact; "
+                             "removes the mixers' standalone float BatchNorms and their Quantize/Dequantize pairs; "
+                             "measured no faster on x86 here, docs/network.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log")
     args = parser.parse_args(argv)
@@ -462,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                               check_frames=args.check_frames, max_layer_error=args.max_layer_error,
                               keep_float=tuple(k for k in args.keep_float.split(",") if k),
                               keep_float_reason=args.keep_float_reason,
-                              skip_layer_check=args.skip_layer_check, seed=args.seed, quiet=args.quiet)
+                              skip_layer_check=args.skip_layer_check, fold_batchnorm=args.fold_batchnorm,
+                              seed=args.seed, quiet=args.quiet)
     try:
         quantize_model_file(args.model, args.out, options)
     except (ModelError, RuntimeError, OSError) as exc:
