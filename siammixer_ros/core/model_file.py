@@ -253,6 +253,15 @@ def part_sha256(part: bytes) -> str:
     return hashlib.sha256(part).hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (model files' checksums and provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_quantization(info: ModelInfo, parts: dict[str, bytes], source: str = "model") -> None:
     """Refuse a file whose quantisation metadata does not match its parts (raises :class:`ModelError`).
 

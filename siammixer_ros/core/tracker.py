@@ -187,7 +187,7 @@ class SiamMixerTracker:
                 f"model sizes are unusable: template {info.template_size}, search {info.search_size}, "
                 f"stride {info.stride}, response {info.response_size}"
             )
-        if params.box_mode != "scale" and not getattr(info, "has_box_output", False):
+        if params.box_mode != "scale" and not info.has_box_output:
             raise ModelError(
                 f"tracker parameter box_mode {params.box_mode!r} needs a model with a box output; this model has "
                 "none (siammixer-model-info shows it): use box_mode 'scale'"

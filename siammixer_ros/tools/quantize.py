@@ -24,7 +24,6 @@ parts). Needs the ``onnx`` package (the ``train`` extra), like siammixer-export.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import re
 import sys
@@ -48,6 +47,7 @@ from siammixer_ros.core.model_file import (
     PART_TEMPLATE,
     ModelError,
     ModelInfo,
+    file_sha256,
     part_sha256,
     read_model_file,
     write_model_file,
@@ -392,14 +392,6 @@ def response_error(reference: np.ndarray, other: np.ndarray) -> dict[str, float]
             "peak_agreement": float((ref.argmax(axis=1) == oth.argmax(axis=1)).mean()), "samples": int(n)}
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass
 class QuantizeOptions:
     dataset: str = DEFAULT_DATASET
@@ -505,7 +497,7 @@ def quantize_model_file(src: str | Path, dst: str | Path, options: QuantizeOptio
                   "frames_shared_with_calibration": len(overlap), "int8_all_layers": all_int8, "this_file": final},
         "float_layers": float_keys,
         "parts": precision,
-        "source": {"file": src.name, "sha256": _sha256_file(src), "model_version": info.model_version},
+        "source": {"file": src.name, "sha256": file_sha256(src), "model_version": info.model_version},
     }
     if layer_table:
         quant["layers"] = layer_table

@@ -11,20 +11,13 @@ metrics the checkpoint was selected by, and the command. A ``.sha256`` file is w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from siammixer_ros.core.model_file import file_sha256
 
 
 def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dict[str, Any]:
@@ -87,7 +80,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_model(model, out, provenance=provenance, variant=model.variant, model_version=version)
-    digest = sha256_of(out)
+    digest = file_sha256(out)
     out.with_suffix(out.suffix + ".sha256").write_text(f"{digest}  {out.name}\n")
     out.with_suffix(".provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
     return {"path": str(out), "sha256": digest, "provenance": provenance}

@@ -20,7 +20,6 @@ are those *this* model fails on.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from siammixer_ros.core.model_file import file_sha256
 from siammixer_ros.train.cache import default_data_dir
 
 FORMAT = "siammixer-hard-negatives/1"
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(argv if argv is not None else sys.argv[1:])
     header = {"format": FORMAT, "generated": time.strftime("%Y-%m-%d", time.gmtime()),
               "command": f"python -m siammixer_ros.train.hard_negatives {command}",
-              "model": model_name, "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(),
+              "model": model_name, "model_sha256": file_sha256(args.model),
               "tracker": "SiamMixerTracker, default TrackerParams",
               "criteria": {"iou": 0, "min_score": args.min_score, "per_jump": args.per_jump,
                            "reset_after": args.reset_after},

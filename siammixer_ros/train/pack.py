@@ -161,17 +161,13 @@ class PackedSequence(CachedSequence):
 
     packed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
+    def __post_init__(self) -> None:
+        self._packed_set = frozenset(int(i) for i in self.packed)
+
     def frame_path(self, index: int) -> Path:
         if len(self.packed) and index not in self._packed_set:
             index = int(self.packed[np.argmin(np.abs(self.packed - index))])
         return super().frame_path(index)
-
-    @property
-    def _packed_set(self) -> frozenset[int]:
-        cached = self.__dict__.get("_packed_cache")
-        if cached is None:
-            cached = self.__dict__["_packed_cache"] = frozenset(int(i) for i in self.packed)
-        return cached
 
 
 def load_pack(pack_dir: Path, names: list[str]) -> list[CachedSequence]:

@@ -341,25 +341,21 @@ def main(argv: list[str] | None = None) -> int:
         if ckpt.suffix == ".onnx":
             metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames)
             metrics["pairs_seen"] = -1
-            results[str(ckpt)] = metrics
-            per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
-            print(f"{ckpt}: val_track_auc {metrics['val_track_auc']:.4f} ({time.time() - t0:.0f} s)  {per_seq}",
-                  flush=True)
-            continue
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model = SiamMixer(variant=state.get("variant", "xs"),
-                          box_head=any(k.startswith("box_head.") for k in state["model"]))
-        model.load_state_dict(state["model"])
-        t0 = time.time()
-        if args.backend == "tracker":
-            metrics = tracker_tracking_auc(model, sequences, args.max_frames)
         else:
-            metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False)
-        metrics["pairs_seen"] = state.get("pairs_seen", -1)
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            model = SiamMixer(variant=state.get("variant", "xs"),
+                              box_head=any(k.startswith("box_head.") for k in state["model"]))
+            model.load_state_dict(state["model"])
+            if args.backend == "tracker":
+                metrics = tracker_tracking_auc(model, sequences, args.max_frames)
+            else:
+                metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False)
+            metrics["pairs_seen"] = state.get("pairs_seen", -1)
         results[str(ckpt)] = metrics
         per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
-        print(f"{ckpt}: pairs {metrics['pairs_seen']} val_track_auc {metrics['val_track_auc']:.4f} "
-              f"({time.time() - t0:.0f} s)  {per_seq}", flush=True)
+        pairs = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
+        print(f"{ckpt}: {pairs}val_track_auc {metrics['val_track_auc']:.4f} ({time.time() - t0:.0f} s)  {per_seq}",
+              flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
