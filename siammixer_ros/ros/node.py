@@ -168,7 +168,8 @@ class TrackerNodeMixin:
     def _configure(self) -> None:
         """Load the model; create outputs, services, diagnostics and the processing thread (raises StartupError)."""
         self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
-                                        self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"])
+                                        self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"],
+                                        buffer_bytes=int(self._cfg["frame_buffer_mb"] * 2**20))
         heap.trim_heap()  # the model file's decoded parts and onnxruntime's graph building are freed now
         self._last_heap_trim = time.monotonic()
         self._initial_target: list[float] = list(self._cfg["initial_target"])

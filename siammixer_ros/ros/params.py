@@ -88,8 +88,11 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "larger frame is skipped with a warning, checked before decoding (raw: the message's size; compressed: "
               "the PNG, JPEG, BMP or WebP header; other formats once decoded). 0: no limit", 0, 1_000_000_000, 1),
     ParamSpec("frame_buffer_size", 30, "Recent frames kept for SetTarget requests with a stamp (as received "
-              "messages, not decoded images)", 1, 600, 1,
+              "messages, not decoded images), at most frame_buffer_mb of them", 1, 600, 1,
               read_only=True),
+    ParamSpec("frame_buffer_mb", 8.0, "Largest size (MiB of message data) of the recent-frame buffer; the newest "
+              "frame is always kept. 8 MiB: 9 raw 640x480 bgr8 frames (0.3 s at 30 Hz), all 30 compressed ones. "
+              "0: no limit", 0.0, 4096.0, read_only=True),
     ParamSpec("stamp_tolerance", 0.02, "SetTarget with a stamp: largest difference (s) to the nearest buffered "
               "frame's stamp", 0.0, 10.0),
     ParamSpec("min_target_size", 4.0, "Smallest target box (pixels, each side, after clipping to the image)",
