@@ -328,3 +328,31 @@ def test_every_tracker_parameter_is_exposed():
     assert {f"tracker.{name}" for name in TrackerParams.field_names()} <= names
     table = node_params.markdown_table()
     assert "`tracker.scale_num`" in table and "`model_path`" in table
+
+
+def test_the_frame_buffer_is_bounded_in_bytes_and_says_which_bound_refused_a_stamp(model_path, frames):
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    frame_bytes = SIZE[0] * SIZE[1] * 3
+    session = TrackingSession(SiamMixerTracker(model_path), ImageConverter(), buffer_size=20,
+                              buffer_bytes=3 * frame_bytes + 100)
+    _feed(session, frames, range(6))
+    buffered = session.ring.snapshot()
+    assert [f.seq for f in buffered] == [4, 5, 6] and session.ring.nbytes == 3 * frame_bytes
+    old = session.set_target(BOXES[2], stamp_ns=_stamp_ns(2))
+    assert not old.success and "no longer buffered" in old.message and "raise frame_buffer_mb" in old.message
+    outcome = session.set_target(BOXES[4], stamp_ns=_stamp_ns(4))
+    assert outcome.success and outcome.catchup_frames == 1, outcome.message
+    # Over the count first: the message names the count.
+    by_count = TrackingSession(session.tracker, ImageConverter(), buffer_size=2, buffer_bytes=100 * frame_bytes)
+    _feed(by_count, frames, range(6))
+    assert "raise frame_buffer_size" in by_count.set_target(BOXES[0], stamp_ns=_stamp_ns(0)).message
+    # A bound below one frame still keeps the newest (a plain SetTarget always has its frame); 0 means no bound.
+    tiny = TrackingSession(session.tracker, ImageConverter(), buffer_size=20, buffer_bytes=10)
+    _feed(tiny, frames, range(3))
+    assert [f.seq for f in tiny.ring.snapshot()] == [3] and tiny.set_target(BOXES[2]).success
+    unbounded = TrackingSession(session.tracker, ImageConverter(), buffer_size=5, buffer_bytes=0)
+    _feed(unbounded, frames, range(8))
+    assert len(unbounded.ring.snapshot()) == 5 and unbounded.ring.nbytes == 5 * frame_bytes
+    unbounded.ring.clear()
+    assert unbounded.ring.nbytes == 0

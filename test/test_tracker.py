@@ -343,3 +343,32 @@ def test_a_change_of_frame_size_rescales_the_track_or_is_refused_clearly(runtime
     assert tracker.box == before
     big = cv2.resize(seq.frames[7], (640, 480), interpolation=cv2.INTER_LINEAR)
     assert iou(tracker.update(big).box, tuple(2 * v for v in seq.boxes[7])) > 0.85
+
+
+def test_search_crops_one_at_a_time_give_the_same_boxes_as_one_batch():
+    # RuntimeOptions.search_batch (default 1: the scale crops run one onnxruntime call each, for a third of the
+    # intermediate buffers) must not change a result: each crop's features depend on that crop alone. The shipped
+    # model, on the tracking path (3 scales) and the lost path (a 3 x 3 grid of crops, uneven chunks with 2).
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / "siammixer_xs.onnx"
+    seq = render_sequence([(200 + 4 * i, 150 + 10 * np.sin(i / 4), 60, 50) for i in range(12)], size=(640, 480),
+                          seed=3)
+    runtimes = {b: SiamMixerRuntime(model, RuntimeOptions(search_batch=b)) for b in (0, 1, 2)}
+    assert RuntimeOptions().search_batch == 1
+    crops = np.random.default_rng(0).uniform(0, 255, (9, 3, 256, 256)).astype(np.float32)
+    whole = runtimes[0].search_features(crops)
+    for b in (1, 2):
+        np.testing.assert_allclose(runtimes[b].search_features(crops), whole, rtol=1e-5, atol=1e-5)
+    lost_path = {"tracking_psr": 1000.0, "lost_psr": 1000.0, "lost_frames": 1, "redetect_score": 1.0,
+                 "redetect_psr": 1000.0}
+    for params in ({}, lost_path):
+        runs = {b: track(SiamMixerTracker(runtime=rt, params=params), seq) for b, rt in runtimes.items()}
+        assert runs[0][-1].search_crops == (9 if params else 3)
+        for b in (1, 2):
+            for one, batched in zip(runs[b], runs[0], strict=True):
+                assert one.state is batched.state
+                np.testing.assert_allclose(one.box, batched.box, atol=1e-3)
+                assert one.score == pytest.approx(batched.score, abs=1e-5)
+    with pytest.raises(ModelError, match="search_batch"):
+        SiamMixerRuntime(model, RuntimeOptions(search_batch=-1))

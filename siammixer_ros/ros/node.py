@@ -102,6 +102,10 @@ SERVICE_QUEUE_DEPTH = 100
 # benchmarks/node.md: 20-30 MiB less). Not every frame: each trim makes the next update fault its ~40 MiB of
 # onnxruntime buffers in again (about 20 ms of CPU).
 HEAP_TRIM_PERIOD_S = 10.0
+# A new target brings the next trim forward to this many seconds after it: what start-up, the target's initialisation
+# and the track's first updates freed (6-8 MiB in 30 s runs of bench_node: 200-201 MiB until the first trim, 193-196
+# after) goes back then, not up to 10 s later. One trim per target, about 20 ms of CPU.
+TARGET_TRIM_DELAY_S = 2.0
 
 
 def service_qos() -> QoSProfile:
@@ -168,7 +172,8 @@ class TrackerNodeMixin:
     def _configure(self) -> None:
         """Load the model; create outputs, services, diagnostics and the processing thread (raises StartupError)."""
         self._session = TrackingSession(self._load_tracker(), self._converter, self._cfg["frame_buffer_size"],
-                                        self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"])
+                                        self._cfg["diagnostics.window"], expected_rate_hz=self._cfg["expected_rate_hz"],
+                                        buffer_bytes=int(self._cfg["frame_buffer_mb"] * 2**20))
         heap.trim_heap()  # the model file's decoded parts and onnxruntime's graph building are freed now
         self._last_heap_trim = time.monotonic()
         self._initial_target: list[float] = list(self._cfg["initial_target"])
@@ -328,7 +333,8 @@ class TrackerNodeMixin:
         except TrackerParamsError as exc:
             raise StartupError(f"invalid tracker parameter: {exc}") from None
         options = RuntimeOptions(mode=self._cfg["execution_mode"], intra_op_threads=self._cfg["intra_op_threads"],
-                                 providers=tuple(self._cfg["providers"]) or ("CPUExecutionProvider",))
+                                 providers=tuple(self._cfg["providers"]) or ("CPUExecutionProvider",),
+                                 search_batch=self._cfg["search_batch"])
         try:
             return SiamMixerTracker(path, params=params, runtime_options=options)
         except ModelError as exc:
@@ -372,6 +378,8 @@ class TrackerNodeMixin:
                                            self._cfg["stamp_tolerance"], self._cfg["min_target_size"], new_tracker)
         if outcome.success:
             self._pending_tracker_params = None
+            due = time.monotonic() - HEAP_TRIM_PERIOD_S + TARGET_TRIM_DELAY_S
+            self._last_heap_trim = min(self._last_heap_trim, due)
         return outcome
 
     def _report(self, success: bool, text: str) -> None:

@@ -58,6 +58,7 @@ class Frame:
     compressed: bool
     received: float  # time.monotonic() at reception
     stamp_backwards: bool = False  # stamped earlier than the frame before it: kept out of the latency statistics
+    nbytes: int = 0  # the message's data size, counted against the ring's byte bound
     _error: str | None = field(default=None, repr=False)
 
     def image(self, converter: ImageConverter) -> np.ndarray:
@@ -103,16 +104,39 @@ class FrameSlot:
             self._cond.notify_all()
 
 
-class FrameRing:
-    """The last ``size`` frames, for stamped target selection."""
+def message_bytes(msg: Any) -> int:
+    """The size of an image message's data (raw pixels or the compressed stream); 0 when it has none."""
+    try:
+        return len(msg.data)
+    except (AttributeError, TypeError):
+        return 0
 
-    def __init__(self, size: int) -> None:
-        self._frames: deque[Frame] = deque(maxlen=max(1, int(size)))
+
+class FrameRing:
+    """The last ``size`` frames, for stamped target selection, holding at most ``max_bytes`` of message data
+    (0: no limit; the newest frame is always kept). The byte bound keeps the memory of raw frames in check (30
+    640x480 bgr8 frames are 26 MiB, and the heap they fragment more) while compressed frames, a few tens of kB,
+    still fill ``size``."""
+
+    def __init__(self, size: int, max_bytes: int = 0) -> None:
+        self.size = max(1, int(size))
+        self.max_bytes = max(0, int(max_bytes))
+        self._frames: deque[Frame] = deque()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def append(self, frame: Frame) -> None:
         with self._lock:
             self._frames.append(frame)
+            self._bytes += frame.nbytes
+            while len(self._frames) > self.size or (self.max_bytes and self._bytes > self.max_bytes
+                                                     and len(self._frames) > 1):
+                self._bytes -= self._frames.popleft().nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Message data held now."""
+        return self._bytes
 
     def snapshot(self) -> list[Frame]:
         with self._lock:
@@ -125,6 +149,7 @@ class FrameRing:
     def clear(self) -> None:
         with self._lock:
             self._frames.clear()
+            self._bytes = 0
 
 
 @dataclass
@@ -196,12 +221,12 @@ class TrackingSession:
 
     def __init__(self, tracker: TrackerLike, converter: ImageConverter, buffer_size: int = 30,
                  latency_window: int = 100, clock: Callable[[], float] = time.monotonic,
-                 expected_rate_hz: float = 0.0) -> None:
+                 expected_rate_hz: float = 0.0, buffer_bytes: int = 0) -> None:
         self.tracker = tracker
         self.converter = converter
         self.clock = clock
         self.slot = FrameSlot()
-        self.ring = FrameRing(buffer_size)
+        self.ring = FrameRing(buffer_size, buffer_bytes)
         self.latencies = StageLatencies(latency_window)
         self.input_rate = RateMeter(2.0, clock)
         self.output_rate = RateMeter(2.0, clock)
@@ -236,7 +261,7 @@ class TrackingSession:
             _, backwards = self.gaps.observe(stamp_ns)
             self.frames_received += 1
         frame = Frame(seq=seq, stamp_ns=stamp_ns, header=header, msg=msg, compressed=compressed,
-                      received=received, stamp_backwards=backwards)
+                      received=received, stamp_backwards=backwards, nbytes=message_bytes(msg))
         self.input_rate.tick(received)
         self.ring.append(frame)
         self.slot.put(frame)
@@ -309,8 +334,9 @@ class TrackingSession:
             return best, ""
         oldest, newest = frames[0].stamp_ns, frames[-1].stamp_ns
         if stamp_ns < oldest - tolerance_ns:
+            raise_what = "frame_buffer_size" if len(frames) >= self.ring.size else "frame_buffer_mb"
             why = (f"the frame with stamp {format_stamp(stamp_ns)} is no longer buffered (the {len(frames)} buffered "
-                   f"frames span {format_stamp(oldest)} .. {format_stamp(newest)}; raise frame_buffer_size)")
+                   f"frames span {format_stamp(oldest)} .. {format_stamp(newest)}; raise {raise_what})")
         else:
             why = (f"no buffered frame within {tolerance_ns / 1e9:g} s of stamp {format_stamp(stamp_ns)} (nearest: "
                    f"{format_stamp(best.stamp_ns)}; buffered {format_stamp(oldest)} .. {format_stamp(newest)})")

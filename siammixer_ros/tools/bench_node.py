@@ -161,12 +161,25 @@ def node_memory_mib(pid: int) -> dict[str, float]:
     return out
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU time (user + system, every thread) the process has used, in seconds, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class MemorySampler:
-    """Samples a process's memory (:func:`node_memory_mib`) every ``interval`` s in a thread: (seconds, sample)."""
+    """Samples a process's memory (:func:`node_memory_mib`) every ``interval`` s in a thread: (seconds, sample).
+    Also takes the process's CPU time at the start and the stop (``cpu_s``: the CPU it used in between)."""
 
     def __init__(self, pid: int, interval: float) -> None:
         self.pid, self.interval = pid, interval
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self._cpu_start = process_cpu_s(pid)
+        self.cpu_s: float | None = None
         self._stop = threading.Event()
         self._start = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -183,6 +196,9 @@ class MemorySampler:
     def stop(self) -> list[tuple[float, dict[str, float]]]:
         self._stop.set()
         self._thread.join(5.0)
+        cpu_end = process_cpu_s(self.pid)
+        if self._cpu_start is not None and cpu_end is not None:
+            self.cpu_s = cpu_end - self._cpu_start
         sample = node_memory_mib(self.pid)
         if sample:
             self.samples.append((round(time.monotonic() - self._start, 1), sample))
@@ -250,6 +266,7 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
             i += 1
         time.sleep(1.0)  # let the last detections and a diagnostics report arrive
         memory = sampler.stop() if sampler is not None else []
+        cpu_s = sampler.cpu_s if sampler is not None else None
         with client.lock:
             received = list(client.received)
         wanted = set(published)
@@ -272,6 +289,9 @@ def run_once(client: Client, model: Path, threads: int, mode: str, rate: float, 
                            "p99": float(np.percentile(latencies, 99)) if processed else None,
                            "max": float(latencies.max()) if processed else None},
             "output_rate_hz": processed / duration,
+            # The node process's CPU time (every thread: executor, DDS, conversion, tracking) over the measured
+            # window, per frame it tracked: far less distorted by other jobs than the latency.
+            "node_cpu_ms_per_frame": 1000 * cpu_s / processed if cpu_s is not None and processed else None,
             "node_diagnostics": {k: latency_diag.get(k) for k in sorted(latency_diag)},
             "node_rates": diag.get(f"{NODE}: rates", {}),
             "node_missed": None if missed_at_start is None or _node_missed(diag) is None
@@ -350,11 +370,15 @@ def _soak_lines(soak: dict[str, Any]) -> list[str]:
         "RSS = the node process's VmRSS (anonymous / file-backed / shared memory, MiB) from /proc/<pid>/status, "
         "sampled every few seconds: at the start of the measured window, at its end, and the largest sample.",
         "",
-        "| frames published | drop rate | node missed | p50 ms | p95 ms | p99 ms | max ms | RSS start MiB (anon / file "
-        "/ shm) | RSS end MiB (anon / file / shm) | RSS max MiB | samples | state |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Node CPU = the node process's CPU time (user + system, all threads, /proc/<pid>/stat) over the measured "
+        "window divided by the frames it tracked.",
+        "",
+        "| frames published | drop rate | node missed | p50 ms | p95 ms | p99 ms | max ms | node CPU ms / frame "
+        "| RSS start MiB (anon / file / shm) | RSS end MiB (anon / file / shm) | RSS max MiB | samples | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {soak['published']} | {soak['drop_rate']:.3f} | {_fmt(soak.get('node_missed'), '.0f')} | "
-        f"{_fmt(lat['p50'])} | {_fmt(lat['p95'])} | {_fmt(lat.get('p99'))} | {_fmt(lat['max'])} | {parts(start)} | "
+        f"{_fmt(lat['p50'])} | {_fmt(lat['p95'])} | {_fmt(lat.get('p99'))} | {_fmt(lat['max'])} | "
+        f"{_fmt(soak.get('node_cpu_ms_per_frame'))} | {parts(start)} | "
         f"{parts(end)} | {_fmt(memory.get('max_rss'), '.0f')} | {len(samples)} | {soak['final_state']} |",
         "",
         "RSS over the soak (s: MiB): " + ", ".join(f"{t:.0f}: {m.get('rss', 0):.0f}" for t, m in samples) + ".",
@@ -390,12 +414,14 @@ def _summary_lines(results: dict[str, Any]) -> list[str]:
         "missed = frames the node itself counted as missed before its callback (stamp gaps) in the measured window "
         "(from its diagnostics report before the window to the last one; median of the runs). "
         "Node RSS = the node process's resident memory in its last diagnostics report of a run (median of the "
-        "runs). Load = the 1-minute load average at the end of each run (min .. max of the row's runs).",
+        "runs). Node CPU = the node process's CPU time (all threads) over the measured window per tracked frame "
+        "(median of the runs). Load = the 1-minute load average at the end of each run (min .. max of the row's "
+        "runs).",
         "",
         "| path | threads | executor | mode | p50 ms | p95 ms | max ms (median of run maxima) | drop rate "
         "| node missed | output Hz | node processing p50 / p95 ms | node wait p95 ms | stale frames | state "
-        "| node RSS MiB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| node RSS MiB | node CPU ms / frame | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["summary"]:
         def fmt(v: float | None, spec: str = ".1f") -> str:
@@ -407,7 +433,8 @@ def _summary_lines(results: dict[str, Any]) -> list[str]:
                      f"{fmt(row['output_rate_hz'])} | "
                      f"{fmt(row['node_processing_p50_ms'])} / {fmt(row['node_processing_p95_ms'])} | "
                      f"{fmt(row['node_wait_p95_ms'])} | {row['stale']} | {row['states']} | "
-                     f"{fmt(row.get('node_rss_mib'), '.0f')} | {row.get('load', 'n/a')} |")
+                     f"{fmt(row.get('node_rss_mib'), '.0f')} | {fmt(row.get('node_cpu_ms_per_frame'))} | "
+                     f"{row.get('load', 'n/a')} |")
     target = results["target"]
     lines += ["", f"Target: p95 <= {target['p95_ms']:g} ms, no stale frames queued. "
               f"Met: {', '.join(f'{k}: {v}' for k, v in target['met'].items())}.", ""]
@@ -509,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             "path": path, "threads": threads, "executor_threads": executor_threads,
             "node_missed": _median([float(m) for m in missed if m is not None]),
             "node_rss_mib": _median([r.get("node_rss_mib") for r in mine]),
+            "node_cpu_ms_per_frame": _median([r.get("node_cpu_ms_per_frame") for r in mine]),
             "load": f"{min(loads):.1f} .. {max(loads):.1f}" if loads else "n/a",
             "mode": mode if resolved == [mode] else f"{mode} ({', '.join(resolved)})",
             "states": ", ".join(sorted({str(r["final_state"]) for r in mine})),
