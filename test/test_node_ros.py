@@ -436,8 +436,14 @@ def test_a_burst_faster_than_processing_is_dropped_not_queued(raw, frames):
             assert closing < 400, "the closing frame was never processed"
             time.sleep(0.05)
         counts_after = raw.frame_counts()
+        rates_message = raw.latest_diagnostics()[f"{NODE}: rates"][1]  # a second after the input stopped
+        deadline = time.monotonic() + 20.0
+        while counts_after[0] != counts_after[1] + counts_after[2] and time.monotonic() < deadline:
+            # A repeated closing frame can still be in the node's one-frame hand-off, or being tracked (9 scales,
+            # slow on a loaded machine): received, not yet tracked or dropped. A queue would show as more tracked
+            # frames than processed ones below.
+            counts_after = raw.frame_counts()
         missed = raw.frames_missed() - missed_before
-        rates_message = raw.latest_diagnostics()[f"{NODE}: rates"][1]
     finally:
         assert raw.set_parameter("expected_rate_hz", 0.0).successful
     processed = [d for d in raw.detections[first_burst_index:]
