@@ -261,12 +261,8 @@ class SiamMixerRuntime:
         session, step = self._sessions[PART_SEARCH], self.options.search_batch
         if step <= 0 or step >= x.shape[0]:
             return session.run(None, {"search": x})[0]
-        first = session.run(None, {"search": x[:step]})[0]
-        out = np.empty((x.shape[0],) + first.shape[1:], first.dtype)
-        out[:step] = first
-        for start in range(step, x.shape[0], step):
-            out[start:start + step] = session.run(None, {"search": x[start:start + step]})[0]
-        return out
+        return np.concatenate([session.run(None, {"search": x[start:start + step]})[0]
+                               for start in range(0, x.shape[0], step)])
 
     def _run_patches(self, patches: np.ndarray, masks: np.ndarray, interior: np.ndarray, start: int, stop: int,
                      out: np.ndarray) -> None:

@@ -147,8 +147,9 @@ class Client:
 
 
 def node_memory_mib(pid: int) -> dict[str, float]:
-    """The process's resident memory in MiB from /proc/<pid>/status: rss (VmRSS) = anon + file + shmem."""
-    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    """The process's resident memory in MiB from /proc/<pid>/status: rss (VmRSS) = anon + file + shmem, and its
+    peak hwm (VmHWM)."""
+    keys = {"VmRSS:": "rss", "VmHWM:": "hwm", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
     out: dict[str, float] = {}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:

@@ -28,16 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _status_mib() -> dict[str, float]:
-    keys = {"VmRSS": "rss", "VmHWM": "hwm", "RssAnon": "anon", "RssFile": "file"}
-    out: dict[str, float] = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in keys:
-                out[keys[key]] = int(value.split()[0]) / 1024.0
-    return out
+from siammixer_ros.tools.bench_node import node_memory_mib
 
 
 def measure(model: str, search_batch: int, updates: int, threads: int, width: int, height: int) -> dict[str, Any]:
@@ -49,11 +40,11 @@ def measure(model: str, search_batch: int, updates: int, threads: int, width: in
     boxes = [(300 + 40 * math.sin(i / 9), 200 + 20 * math.cos(i / 7), 60, 50) for i in range(21)]
     seq = render_sequence(boxes, size=(width, height), seed=0)
     params = {"tracking_score": 0.0, "tracking_psr": -1e9, "lost_score": 0.0, "lost_psr": -1e9}
-    before_model = _status_mib()
+    before_model = node_memory_mib(os.getpid())
     tracker = SiamMixerTracker(model, params=params,
                                runtime_options=RuntimeOptions(intra_op_threads=threads, search_batch=search_batch))
     tracker.init(seq.frames[0], seq.boxes[0])
-    loaded = _status_mib()
+    loaded = node_memory_mib(os.getpid())
     cpu: list[float] = []
     rss: list[float] = []
     out_boxes: list[list[float]] = []
@@ -65,11 +56,11 @@ def measure(model: str, search_batch: int, updates: int, threads: int, width: in
         cpu.append(time.process_time() - c0)
         out_boxes.append([float(v) for v in result.box])
         if i % 10 == 9:
-            rss.append(_status_mib()["rss"])
+            rss.append(node_memory_mib(os.getpid())["rss"])
         if (i + 1) % (len(seq) - 1) == 0:  # restart so the target stays where the frames put it
             tracker.init(seq.frames[0], seq.boxes[0])
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
-    end = _status_mib()
+    end = node_memory_mib(os.getpid())
     return {"search_batch": search_batch, "updates": updates, "threads": threads, "frame": [width, height],
             "rss_before_model_mib": before_model["rss"], "rss_loaded_mib": loaded["rss"],
             "rss_end_mib": end["rss"], "anon_end_mib": end["anon"], "file_end_mib": end["file"],
