@@ -244,7 +244,9 @@ def test_set_target_before_any_image_is_refused(client, launcher, model_path):
 
 def test_sigterm_stops_a_tracking_node_cleanly(client, launcher, model_path, frames):
     namespace = unique_namespace("sigterm")
-    process = start_tracker(launcher, model_path, namespace, name="tracker_sigterm")
+    # Diagnostics ten times a second: SIGTERM often lands under the timer's publish, which once ended the node
+    # with a traceback (the signal handler invalidates the context while the callback runs).
+    process = start_tracker(launcher, model_path, namespace, "diagnostics.period:=0.1", name="tracker_sigterm")
     tracker = TrackerClient(client, namespace)
     start_tracking(tracker, frames, 0, 0)
     tracker.publish(frames[1], 1)  # SIGTERM while frames arrive and the processing thread runs

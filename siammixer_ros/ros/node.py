@@ -564,24 +564,33 @@ def _run(node_class: type, args: list[str] | None) -> int:
     # and the dev venv keep discovery on the machine.
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger(NODE_NAME)
+    node = executor = None
     try:
         node = node_class()
+        threads = node.executor_threads
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
     except (StartupError, rclpy.exceptions.InvalidParameterValueException,
             rclpy.exceptions.InvalidParameterTypeException) as exc:
         logger.error(f"cannot start: {exc}")
-        rclpy.try_shutdown()
         return 1
-    threads = node.executor_threads
-    executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
-    executor.add_node(node)
-    try:
-        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGTERM shuts the context down from rclpy's signal handler at any moment: while the node creates its
+        # publishers, before the executor exists, or under a callback the executor has already taken (a timer's
+        # publish). What fails then is the stop itself, not a crash; an error while the context is up is one.
+        if rclpy.ok():
+            raise
+        logger.info("stopped by a signal")
     finally:
-        node.stop_processing()
-        executor.shutdown()
-        node.destroy_node()
+        if node is not None:
+            node.stop_processing()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
