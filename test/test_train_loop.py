@@ -356,3 +356,51 @@ def test_segments_table_lists_each_invocation_with_its_last_tracking_auc(tmp_pat
     rows = segments_markdown(tmp_path).splitlines()[2:]
     assert rows[0].startswith("| 1 | 2026-12-02 07:53 | 0 - 6,400 | 0.50 | 12,800 |") and "0.410 at 6,400" in rows[0]
     assert "(running or killed)" in rows[1] and "0.450 at 12,800" in rows[1] and "box branch" in rows[1]
+
+
+class _SequenceOfBoxes:
+    """The part of a cached sequence the tracking validation reads: boxes, and frames that carry their index."""
+
+    def __init__(self, name: str, boxes: np.ndarray) -> None:
+        self.name, self.boxes = name, boxes
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def frame(self, index: int) -> np.ndarray:
+        return np.full((4, 4, 3), index % 256, dtype=np.uint8)
+
+    def valid_indices(self, min_size: float = 2.0) -> np.ndarray:
+        ok = np.isfinite(self.boxes).all(axis=1) & (self.boxes[:, 2] >= min_size) & (self.boxes[:, 3] >= min_size)
+        return np.flatnonzero(ok)
+
+
+def test_temporal_restarts_spread_passes_so_one_early_failure_does_not_decide() -> None:
+    from siammixer_ros.train.validate import _one_pass_auc, restart_frames
+
+    assert restart_frames(np.arange(90), 1) == [0]
+    assert restart_frames(np.arange(90), 3) == [0, 30, 60]
+    assert restart_frames(np.array([2, 3, 50, 51, 52, 53]), 3) == [2, 50, 52]  # annotated frames only
+    assert restart_frames(np.array([7]), 3) == [7]
+    assert restart_frames(np.array([], dtype=int), 3) == []
+
+    boxes = np.tile([40.0, 40.0, 20.0, 20.0], (90, 1))
+    boxes[:5] = np.nan  # the target enters at frame 5
+
+    def make_tracker():
+        # Follows the target exactly, except that a pass which sees frame 20 loses it for good there.
+        state = {"lost": False}
+
+        def update(image: np.ndarray) -> np.ndarray:
+            state["lost"] = state["lost"] or int(image[0, 0, 0]) == 20
+            return np.array([200.0, 200.0, 20.0, 20.0]) if state["lost"] else boxes[5].copy()
+        return (lambda image, box: None), update
+
+    one = _one_pass_auc([_SequenceOfBoxes("s", boxes)], 0, make_tracker)
+    three = _one_pass_auc([_SequenceOfBoxes("s", boxes)], 0, make_tracker, starts=3)
+    # A pass right on every frame scores 20/21 (no IoU exceeds the last threshold, 1.0). One pass from frame 5 is
+    # right on frames 6-19 of 6-89 only; of three passes, from 5, 33 and 61, the later two never fail.
+    perfect = 20 / 21
+    assert one["val_track_auc"] == pytest.approx(perfect * 14 / 84)
+    assert three["val_track_auc"] == pytest.approx(perfect * (14 / 84 + 1 + 1) / 3)
+    assert three["auc/s"] == three["val_track_auc"]

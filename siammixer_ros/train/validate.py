@@ -189,10 +189,21 @@ class TorchSiamFC:
                          self.size[0], self.size[1]])
 
 
+def restart_frames(valid: np.ndarray, starts: int) -> list[int]:
+    """The first frame of each of ``starts`` passes: valid frames at 0, 1/starts, ... of the way through the valid
+    ones (OTB's temporal robustness evaluation, TRE), so one early failure does not decide a short split."""
+    if len(valid) == 0:
+        return []
+    picks = [int(valid[(i * len(valid)) // starts]) for i in range(max(starts, 1))]
+    return sorted(set(picks))
+
+
 def _one_pass_auc(sequences: list[CachedSequence], max_frames: int,
-                  make_tracker: Callable[[], tuple[Callable, Callable]]) -> dict[str, float]:
+                  make_tracker: Callable[[], tuple[Callable, Callable]], starts: int = 1) -> dict[str, float]:
     """``{"val_track_auc": mean, "auc/<seq>": ...}``: one pass per sequence from its first annotated frame,
-    scored with the evaluation toolkit's metrics (init frame and absent frames not scored).
+    scored with the evaluation toolkit's metrics (init frame and absent frames not scored). With ``starts`` > 1,
+    that many passes per sequence from evenly spread annotated frames (:func:`restart_frames`), each to the end
+    (or ``max_frames`` on), and the sequence's AUC is their mean.
 
     ``make_tracker()`` returns ``(init(image, box), update(image) -> box)`` for a fresh tracker.
     """
@@ -200,25 +211,28 @@ def _one_pass_auc(sequences: list[CachedSequence], max_frames: int,
 
     result: dict[str, float] = {}
     for seq in sequences:
-        valid = seq.valid_indices(1.0)
-        if len(valid) == 0:
-            continue
-        first = int(valid[0])
-        last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
-        init, update = make_tracker()
-        init(seq.frame(first), seq.boxes[first])
-        preds = np.full((last, 4), np.nan)
-        preds[first] = seq.boxes[first]
-        for idx in range(first + 1, last):
-            preds[idx] = update(seq.frame(idx))
-        result[f"auc/{seq.name}"] = sequence_metrics(preds, seq.boxes[:last], first)["success_auc"]
+        pass_aucs = []
+        for first in restart_frames(seq.valid_indices(1.0), starts):
+            last = len(seq) if max_frames <= 0 else min(len(seq), first + max_frames)
+            if last - first < 2:
+                continue
+            init, update = make_tracker()
+            init(seq.frame(first), seq.boxes[first])
+            preds = np.full((last, 4), np.nan)
+            preds[first] = seq.boxes[first]
+            for idx in range(first + 1, last):
+                preds[idx] = update(seq.frame(idx))
+            pass_aucs.append(sequence_metrics(preds, seq.boxes[:last], first)["success_auc"])
+        finite = [v for v in pass_aucs if math.isfinite(v)]
+        if pass_aucs:
+            result[f"auc/{seq.name}"] = float(np.mean(finite)) if finite else float("nan")
     aucs = [v for v in result.values() if math.isfinite(v)]
     result["val_track_auc"] = float(np.mean(aucs)) if aucs else float("nan")
     return result
 
 
 def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
-                 channels_last: bool = True) -> dict[str, float]:
+                 channels_last: bool = True, starts: int = 1) -> dict[str, float]:
     """The tracking measure with a plain SiamFC loop on the torch model (:class:`TorchSiamFC`)."""
     def make_tracker() -> tuple[Callable, Callable]:
         tracker = TorchSiamFC(model, channels_last=channels_last)
@@ -227,13 +241,13 @@ def tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_fr
     was_training = model.training
     model.eval()
     try:
-        return _one_pass_auc(sequences, max_frames, make_tracker)
+        return _one_pass_auc(sequences, max_frames, make_tracker, starts)
     finally:
         model.train(was_training)
 
 
 def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence], max_frames: int,
-                         params: dict | None = None) -> dict[str, float]:
+                         params: dict | None = None, starts: int = 1) -> dict[str, float]:
     """The same measure with the project's tracker (``siammixer_ros.core.tracker``) on the exported model.
 
     Exports the current weights to a temporary model file (provenance says so), then runs
@@ -247,11 +261,11 @@ def tracker_tracking_auc(model: torch.nn.Module, sequences: list[CachedSequence]
         path = Path(tmp) / "candidate.onnx"
         export_model(model, path, provenance={"training": "in-training validation candidate, not a release"},
                      model_version="validation")
-        return model_file_tracking_auc(path, sequences, max_frames, params)
+        return model_file_tracking_auc(path, sequences, max_frames, params, starts)
 
 
 def model_file_tracking_auc(path: str | Path, sequences: list[CachedSequence], max_frames: int,
-                            params: dict | None = None) -> dict[str, float]:
+                            params: dict | None = None, starts: int = 1) -> dict[str, float]:
     """The tracking measure of a model file (an export, or a shipped model: the reference for checkpoints)."""
     from siammixer_ros.core.params import TrackerParams
     from siammixer_ros.core.tracker import SiamMixerTracker
@@ -263,7 +277,7 @@ def model_file_tracking_auc(path: str | Path, sequences: list[CachedSequence], m
         return (lambda image, box: tracker.init(image, tuple(float(v) for v in box)),
                 lambda image: tracker.update(image).box)
 
-    return _one_pass_auc(sequences, max_frames, make_tracker)
+    return _one_pass_auc(sequences, max_frames, make_tracker, starts)
 
 
 class Validator:
@@ -330,8 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--split", choices=("selection", "validation"), default="selection",
                         help="selection: training sequences held back for choosing; validation: the reported split")
+    parser.add_argument("--starts", type=int, default=1,
+                        help="passes per sequence from evenly spread annotated frames (temporal restarts, as OTB's "
+                             "TRE; 1: one pass from the first frame, what the trainer's validation does)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.starts < 1:
+        parser.error("--starts must be at least 1")
     torch.set_num_threads(args.threads)
     names = SELECTION_SEQUENCES if args.split == "selection" else VAL_SEQUENCES
     sequences = load_cached_sequences(args.data, args.cache, list(names))
@@ -339,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for ckpt in args.checkpoints:
         t0 = time.time()
         if ckpt.suffix == ".onnx":
-            metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames)
+            metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames, starts=args.starts)
             metrics["pairs_seen"] = -1
         else:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -347,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                               box_head=any(k.startswith("box_head.") for k in state["model"]))
             model.load_state_dict(state["model"])
             if args.backend == "tracker":
-                metrics = tracker_tracking_auc(model, sequences, args.max_frames)
+                metrics = tracker_tracking_auc(model, sequences, args.max_frames, starts=args.starts)
             else:
-                metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False)
+                metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False, starts=args.starts)
             metrics["pairs_seen"] = state.get("pairs_seen", -1)
         results[str(ckpt)] = metrics
         per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
