@@ -121,6 +121,15 @@ def test_selection_split_is_held_back_and_validates(tiny_data: Path, tmp_path: P
         trainer_module.choose_sequences(cfg, ["clip_a", "clip_b", "clip_val"])
 
 
+def test_in_training_validation_takes_temporal_restarts_from_the_config(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = _config(tiny_data, tmp_path / "cache")
+    cfg.val.tracking_starts = 2
+    assert Trainer(cfg, tmp_path / "run", progress=False).validator.tracking_starts == 2
+    cfg.val.tracking_starts = 0
+    with pytest.raises(ValueError, match="tracking_starts must be at least 1"):
+        Trainer(cfg, tmp_path / "run0", progress=False)
+
+
 def test_config_base_holds_only_differences(tmp_path: Path) -> None:
     from siammixer_ros.train.config import read_config_dict
 

@@ -68,6 +68,9 @@ class ValConfig:
     tracking_sequences: list[str] | None = None  # None: every sequence of that split
     tracking_max_frames: int = 60         # first frames of each sequence; 0 = every frame
     tracking_backend: str = "builtin"     # "builtin" (torch SiamFC) or "tracker" (core tracker on an export)
+    # Passes per sequence from evenly spread annotated frames (temporal restarts, OTB's TRE); 1 = one pass from the
+    # first frame. More passes: one early loss on a short split no longer decides best.pt (docs/training.md).
+    tracking_starts: int = 1
 
 
 @dataclass

@@ -326,7 +326,7 @@ class Trainer:
         self.validator = Validator(check_seqs, cfg.val.pairs, cfg.val.seed, self.tracking_names,
                                    cfg.val.tracking_max_frames, cfg.channels_last, cfg.loss.triplet_weight,
                                    cfg.labels.pos_radius, cfg.labels.neg_radius,
-                                   tracking_backend=cfg.val.tracking_backend)
+                                   tracking_backend=cfg.val.tracking_backend, tracking_starts=cfg.val.tracking_starts)
         self.teacher = None
         if cfg.loss.distill_weight > 0 or cfg.loss.feature_distill_weight > 0:
             from siammixer_ros.train.teacher import NanoTrackTeacher

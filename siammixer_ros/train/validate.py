@@ -291,20 +291,25 @@ class Validator:
                  tracking_max_frames: int, channels_last: bool = True, triplet_weight: float = 1.0,
                  pos_radius: float = 16.0, neg_radius: float = 16.0,
                  tracking_validator: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-                 tracking_backend: str = "builtin") -> None:
+                 tracking_backend: str = "builtin", tracking_starts: int = 1) -> None:
         self.pairs = validation_pairs(sequences, pair_count, seed) if pair_count > 0 else []
         self.channels_last = channels_last
         self.triplet_weight, self.pos_radius, self.neg_radius = triplet_weight, pos_radius, neg_radius
         by_name = {s.name: s for s in sequences}
         self.tracking_sequences = [by_name[n] for n in tracking_names if n in by_name]
         self.tracking_max_frames = tracking_max_frames
+        if tracking_starts < 1:
+            raise ValueError(f"val.tracking_starts must be at least 1, got {tracking_starts}")
+        self.tracking_starts = tracking_starts
         if tracking_validator is None:
             if tracking_backend == "tracker":
                 def tracking_validator(model: torch.nn.Module) -> dict[str, float]:
-                    return tracker_tracking_auc(model, self.tracking_sequences, self.tracking_max_frames)
+                    return tracker_tracking_auc(model, self.tracking_sequences, self.tracking_max_frames,
+                                                starts=self.tracking_starts)
             elif tracking_backend == "builtin":
                 def tracking_validator(model: torch.nn.Module) -> dict[str, float]:
-                    return tracking_auc(model, self.tracking_sequences, self.tracking_max_frames, self.channels_last)
+                    return tracking_auc(model, self.tracking_sequences, self.tracking_max_frames, self.channels_last,
+                                        starts=self.tracking_starts)
             else:
                 raise ValueError(f"unknown tracking validation backend {tracking_backend!r}; "
                                  "use 'builtin' or 'tracker'")
