@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from siammixer_ros.core.runtime import assemble_grid, make_patches  # noqa: E402
 from siammixer_ros.model.network import (  # noqa: E402
+    BranchBatchNorm2d,
     SiamMixer,
     count_macs,
     count_parameters,
@@ -30,6 +31,9 @@ def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
             mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+            if isinstance(mod, BranchBatchNorm2d):  # other statistics for the template branch
+                mod.template_running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                mod.template_running_var.copy_(torch.rand(n, generator=g) + 0.5)
 
 
 def test_xs_parameters_and_macs_meet_the_paper_targets() -> None:
@@ -154,3 +158,71 @@ def test_projection_moved_to_the_template_side_gives_the_same_response(variant) 
         paired = model.head_from_hidden(model.template_features(z.expand(3, -1, -1, -1)), model.search_hidden(x))
     assert torch.allclose(got, want, atol=1e-4) and torch.allclose(paired, want, atol=1e-4)
     assert want.std() > 1e-3
+
+
+def test_each_branch_keeps_and_uses_its_own_batchnorm_statistics() -> None:
+    # Template and search crops differ in statistics; one blended average normalised neither as trained.
+    torch.manual_seed(0)
+    model = SiamMixer("xs")
+    model.train()
+    with torch.no_grad():
+        for _ in range(30):
+            model.template_features(torch.rand(4, 3, 128, 128) * 60)         # dark templates
+            model.search_features(torch.rand(4, 3, 256, 256) * 60 + 190)     # bright searches
+    bn = model.mb1.expand_bn
+    assert bn.branch == BranchBatchNorm2d.SEARCH  # restored after the template call
+    assert int(bn.template_num_batches_tracked) == 30 and int(bn.num_batches_tracked) == 30
+    assert (bn.template_running_mean - bn.running_mean).abs().max() > 0.1
+    # In eval mode each branch normalises with its own average: a bright template is far off its statistics,
+    # a dark one is not (the first block's normalised output stays near zero mean).
+    model.eval()
+    outputs = {}
+
+    def keep(_module, _inputs, output):
+        outputs["mb1"] = output
+
+    handle = bn.register_forward_hook(keep)
+    with torch.no_grad():
+        model.template_features(torch.rand(2, 3, 128, 128) * 60)
+        dark = outputs["mb1"].mean().abs().item()
+        model.template_features(torch.rand(2, 3, 128, 128) * 60 + 190)
+        bright = outputs["mb1"].mean().abs().item()
+    handle.remove()
+    assert dark < 0.2 < bright
+
+
+def test_a_checkpoint_without_branch_statistics_loads_with_the_blended_ones_for_both() -> None:
+    from siammixer_ros.model.network import has_branch_statistics, load_model_state
+
+    model = SiamMixer("xs")
+    randomise_batchnorm(model)
+    old = {k: v for k, v in model.state_dict().items() if "template_" not in k}
+    assert has_branch_statistics(model.state_dict()) and not has_branch_statistics(old)
+    fresh = SiamMixer("xs")
+    load_model_state(fresh, old)
+    bn = fresh.mixer2.layers[0].token_mixing.norm
+    assert torch.equal(bn.template_running_mean, old["mixer2.layers.0.token_mixing.norm.running_mean"])
+    assert torch.equal(bn.running_var, old["mixer2.layers.0.token_mixing.norm.running_var"])
+
+
+def test_reestimated_statistics_are_exact_averages_and_keep_the_weights() -> None:
+    from siammixer_ros.train.bn_stats import estimate_branch_statistics
+
+    torch.manual_seed(0)
+    model = SiamMixer("xs")
+    randomise_batchnorm(model)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "tracked" not in k}
+    g = torch.Generator().manual_seed(3)
+    batches = [{"template": (torch.rand(2, 3, 128, 128, generator=g) * 255).numpy(),
+                "search": (torch.rand(2, 3, 256, 256, generator=g) * 255).numpy()} for _ in range(3)]
+    assert estimate_branch_statistics(model, batches) == 3
+    assert not model.training
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items() if k in weights)
+    # The first BatchNorm sees the (linear) expand conv of the normalised input: its template mean is the
+    # average over the three template batches of the per-batch channel means.
+    bn, conv = model.mb1.expand_bn, model.mb1.expand
+    with torch.no_grad():
+        means = [conv(model.normalise(torch.from_numpy(b["template"]))).mean(dim=(0, 2, 3)) for b in batches]
+    assert torch.allclose(bn.template_running_mean, torch.stack(means).mean(0), atol=1e-4)
+    assert int(bn.template_num_batches_tracked) == 3 and int(bn.num_batches_tracked) == 3
+    assert bn.momentum == 0.1  # restored

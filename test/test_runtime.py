@@ -32,6 +32,9 @@ def xs_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
             mod.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
             mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+            if hasattr(mod, "template_running_mean"):  # the template part must fold the template branch's own
+                mod.template_running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                mod.template_running_var.copy_(torch.rand(n, generator=g) + 0.5)
     model.eval()
     path = tmp_path_factory.mktemp("model") / "xs_random.onnx"
     export_model(model, path, provenance=RANDOM_PROVENANCE, variant="xs")

@@ -71,7 +71,7 @@ def test_node_starts_with_the_int8_model_when_model_precision_says_so(ros_proces
         "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={unique_namespace('int8')}",
         "-p", "model_precision:=int8", name="int8_node")
     process.wait_for_output(r"tracking on /")
-    assert "siammixer_xs_int8.onnx (variant xs, version 0.1.1-int8)" in process.output()
+    assert "siammixer_xs_int8.onnx (variant xs, version 0.2.0-int8)" in process.output()
 
 
 @requires_rclpy

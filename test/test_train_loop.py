@@ -196,6 +196,38 @@ def test_cli_trains_resumes_and_exports(tiny_data: Path, tmp_path: Path) -> None
         out.read_bytes()).hexdigest()
 
 
+def test_export_reestimates_the_batchnorm_statistics_of_a_checkpoint_made_before_branches(tiny_data: Path,
+                                                                                          tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from siammixer_ros.core.model_file import read_model_file
+    from siammixer_ros.model.network import has_branch_statistics
+    from siammixer_ros.train.export import main as export_main
+
+    trainer = Trainer(_config(tiny_data, tmp_path / "cache"), tmp_path / "run", progress=False)
+    trainer.run(max_steps=2)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert has_branch_statistics(state["model"])  # runs keep both averages now
+    # A checkpoint as made before: one blended set of statistics.
+    state["model"] = {k: v for k, v in state["model"].items() if "template_" not in k}
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    fresh, kept = tmp_path / "fresh.onnx", tmp_path / "kept.onnx"
+    assert export_main(["--run", str(tmp_path / "run"), "--checkpoint", str(old), "--out", str(fresh),
+                        "--bn-pairs", "16"]) == 0
+    assert export_main(["--run", str(tmp_path / "run"), "--checkpoint", str(old), "--out", str(kept),
+                        "--bn-pairs", "0"]) == 0
+    fresh_info, fresh_parts = read_model_file(fresh)
+    kept_info, kept_parts = read_model_file(kept)
+    assert fresh_info.provenance["bn_statistics"].startswith("re-estimated per branch on 16 clean pairs")
+    assert kept_info.provenance["bn_statistics"].startswith("one running average blending both branches")
+    assert fresh_parts["template"] != kept_parts["template"] and fresh_parts["search"] != kept_parts["search"]
+    assert torch.load(old, weights_only=False)["model"].keys() == state["model"].keys()  # the original is kept
+    # Without the data the re-estimation needs, a clear refusal that names the way out.
+    state["config"]["data_dir"] = str(tmp_path / "nowhere")
+    torch.save(state, old)
+    assert export_main(["--run", str(tmp_path / "run"), "--checkpoint", str(old), "--out", str(fresh)]) == 2
+
+
 TEACHER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "nanotrack_v2"
 
 

@@ -69,6 +69,46 @@ from siammixer_ros.core.memory import (  # noqa: F401  (re-exported)
 from siammixer_ros.core.memory import patch_halo as memory_patch_halo
 
 
+class BranchBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm of the shared backbone with running statistics per Siamese branch.
+
+    Why: the two branches see different crops (128 px around the target, 256 px of mostly background), and
+    training normalises each with its own batch statistics (separate forward calls). One running average blends
+    the two, so eval mode and the exported file normalised neither branch as it was trained: the 0.2 candidates'
+    exported maps peaked at corner cells whatever the input (docs/training.md, "BatchNorm"). ``branch`` (set by
+    :meth:`SiamMixer.template_features`) selects the statistics. The search branch's are the standard
+    ``running_mean``/``running_var`` buffers, so a checkpoint from before keeps its meaning there and the template
+    buffers start as a copy (:func:`load_model_state`).
+    """
+
+    TEMPLATE, SEARCH = "template", "search"
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        self.register_buffer("template_running_mean", torch.zeros(num_features))
+        self.register_buffer("template_running_var", torch.ones(num_features))
+        self.register_buffer("template_num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.branch = self.SEARCH
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        if hasattr(self, "template_running_mean"):  # nn.BatchNorm2d.__init__ calls this before they exist
+            self.template_running_mean.zero_()
+            self.template_running_var.fill_(1.0)
+            self.template_num_batches_tracked.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.branch == self.SEARCH:
+            return super().forward(x)
+        momentum = 0.0
+        if self.training:
+            self.template_num_batches_tracked.add_(1)
+            # momentum None: a cumulative average, as nn.BatchNorm2d (used to re-estimate the statistics)
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.template_num_batches_tracked)
+        return F.batch_norm(x, self.template_running_mean, self.template_running_var, self.weight, self.bias,
+                            self.training, momentum, self.eps)
+
+
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: expand 1x1 + BN + ReLU, depthwise kxk + BN + ReLU, project 1x1 + BN (linear).
 
@@ -83,11 +123,11 @@ class InvertedResidual(nn.Module):
         hidden = cin * expansion
         self.kernel, self.stride, self.hidden = kernel, stride, hidden
         self.expand = nn.Conv2d(cin, hidden, 1, bias=False)
-        self.expand_bn = nn.BatchNorm2d(hidden)
+        self.expand_bn = BranchBatchNorm2d(hidden)
         self.depthwise = nn.Conv2d(hidden, hidden, kernel, stride, padding=kernel // 2, groups=hidden, bias=False)
-        self.depthwise_bn = nn.BatchNorm2d(hidden)
+        self.depthwise_bn = BranchBatchNorm2d(hidden)
         self.project = nn.Conv2d(hidden, cout, 1, bias=False)
-        self.project_bn = nn.BatchNorm2d(cout)
+        self.project_bn = BranchBatchNorm2d(cout)
         self.use_residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, valid: bool = False) -> torch.Tensor:
@@ -140,7 +180,7 @@ class TokenMixing(nn.Module):
     def __init__(self, channels: int, hidden: int, window: int, sliding: bool) -> None:
         super().__init__()
         self.channels, self.hidden, self.window, self.sliding = channels, hidden, window, sliding
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = BranchBatchNorm2d(channels)
         if sliding:
             self.fc1 = nn.Conv2d(1, hidden, window, padding=window // 2)
             self.fc2: nn.Module = nn.Conv2d(hidden, 1, 1)
@@ -181,7 +221,7 @@ class ChannelMixing(nn.Module):
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = BranchBatchNorm2d(channels)
         self.fc1 = nn.Conv1d(channels, hidden, 1)
         self.fc2 = nn.Conv1d(hidden, channels, 1)
 
@@ -216,7 +256,7 @@ class MixerStage(nn.Module):
                  channel_hidden: int) -> None:
         super().__init__()
         self.merge = nn.Conv2d(cin, cout, 2, stride=2, bias=False)
-        self.merge_bn = nn.BatchNorm2d(cout)
+        self.merge_bn = BranchBatchNorm2d(cout)
         self.layers = nn.Sequential(
             *[MixerLayer(cout, token_hidden, window, sliding, channel_hidden) for _ in range(depth)]
         )
@@ -392,8 +432,15 @@ class SiamMixer(nn.Module):
 
     # --- public API ------------------------------------------------------------------------
     def template_features(self, z: torch.Tensor) -> torch.Tensor:
-        """(B,3,128,128) -> (B,256,8,8)."""
-        return self.deep(self.shallow(z))
+        """(B,3,128,128) -> (B,256,8,8), with the template branch's BatchNorm statistics."""
+        norms = [m for m in self.modules() if isinstance(m, BranchBatchNorm2d)]
+        for m in norms:
+            m.branch = BranchBatchNorm2d.TEMPLATE
+        try:
+            return self.deep(self.shallow(z))
+        finally:
+            for m in norms:
+                m.branch = BranchBatchNorm2d.SEARCH
 
     def search_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,256,256) -> (B,256,16,16), whole-image inference."""
@@ -499,6 +546,7 @@ def fold_input_normalisation(model: SiamMixer) -> SiamMixer:
         shift = (w[:, :, 0, 0] * folded.norm_shift.view(1, 3)).sum(dim=1)
         w.mul_(folded.norm_scale.view(1, 3, 1, 1))
         folded.mb1.expand_bn.running_mean.sub_(shift)
+        folded.mb1.expand_bn.template_running_mean.sub_(shift)
     folded.normalisation_folded = True
     return folded
 
@@ -510,7 +558,18 @@ def patch_halo(model: SiamMixer) -> tuple[int, int]:
 
 def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[str]:
     """Load a state_dict; a checkpoint made without the box branch loads into a model with it (only the branch's
-    keys are new: they keep their fresh initialisation). Returns those new keys; any other mismatch raises."""
+    keys are new: they keep their fresh initialisation). Returns those new keys; any other mismatch raises.
+
+    A checkpoint from before the per-branch BatchNorm statistics (:class:`BranchBatchNorm2d`) has one blended
+    set: both branches start from it (the old behaviour; :func:`has_branch_statistics` tells, and
+    ``siammixer_ros.train.bn_stats`` re-estimates them)."""
+    state = dict(state)
+    for name, module in model.named_modules():
+        if isinstance(module, BranchBatchNorm2d):
+            prefix = f"{name}." if name else ""
+            for stat in ("running_mean", "running_var", "num_batches_tracked"):
+                if f"{prefix}template_{stat}" not in state and f"{prefix}{stat}" in state:
+                    state[f"{prefix}template_{stat}"] = state[f"{prefix}{stat}"].clone()
     missing, unexpected = model.load_state_dict(state, strict=False)
     new = [k for k in missing if k.startswith("box_head.")]
     # Missing keys are fine only when the checkpoint has no box branch at all (not a partial one).
@@ -524,6 +583,11 @@ def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[s
                             + ("" if model.has_box_head else " (a checkpoint with the box branch needs box_head=True)"))
         raise RuntimeError(f"state_dict does not fit SiamMixer-{model.variant.upper()}: {'; '.join(problems)}")
     return new
+
+
+def has_branch_statistics(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state_dict holds per-branch BatchNorm statistics (made since they exist)."""
+    return any(k.endswith("template_running_mean") for k in state)
 
 
 def count_parameters(model: nn.Module) -> int:

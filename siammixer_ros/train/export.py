@@ -55,12 +55,23 @@ def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dic
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Path | None = None,
-                      model_version: str | None = None) -> dict[str, Any]:
-    """Export ``checkpoint`` (a trainer checkpoint) to ``out``; returns the provenance and sha256."""
+                      model_version: str | None = None, bn_pairs: int | None = None,
+                      selected_by: str | None = None, selected_value: float | None = None,
+                      drop_box_head: bool = False) -> dict[str, Any]:
+    """Export ``checkpoint`` (a trainer checkpoint) to ``out``; returns the provenance and sha256.
+
+    ``bn_pairs``: re-estimate the BatchNorm statistics per branch on that many pairs of the training sequences
+    first (``siammixer_ros.train.bn_stats``); None: only for a checkpoint without per-branch statistics (made
+    before they existed), with the default count; 0: never (the checkpoint's statistics as they are).
+    ``selected_by`` / ``selected_value``: a selection made after the run (e.g. ``train.validate --starts 3`` on the
+    selection split), recorded in the provenance in place of the run's own.
+    ``drop_box_head``: leave the box regression branch out of the file (the head then returns the response only).
+    """
     import torch
 
     from siammixer_ros.model.export import export_model
-    from siammixer_ros.model.network import SiamMixer
+    from siammixer_ros.model.network import SiamMixer, has_branch_statistics, load_model_state
+    from siammixer_ros.train.bn_stats import DEFAULT_PAIRS, reestimate_checkpoint_state
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -69,11 +80,26 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a training checkpoint (no 'model' entry)")
     run_dir = Path(run_dir) if run_dir else checkpoint.parent.parent
-    model = SiamMixer(variant=state.get("variant", "xs"),
+    dropped_box = drop_box_head and any(k.startswith("box_head.") for k in state["model"])
+    if dropped_box:
+        state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("box_head.")}
+    if bn_pairs is None:
+        bn_pairs = 0 if has_branch_statistics(state["model"]) or state.get("bn_statistics") else DEFAULT_PAIRS
+    if bn_pairs > 0:
+        model = reestimate_checkpoint_state(state, bn_pairs)
+    else:
+        model = SiamMixer(variant=state.get("variant", "xs"),
                           box_head=any(k.startswith("box_head.") for k in state["model"]))
-    model.load_state_dict(state["model"])
+        load_model_state(model, state["model"])
     model.eval()
+    if selected_by:
+        state["selected_by"], state["selected_value"] = selected_by, selected_value
     provenance = provenance_of(state, run_dir, checkpoint)
+    provenance["bn_statistics"] = state.get("bn_statistics") or (
+        "per-branch running averages of training" if has_branch_statistics(state["model"])
+        else "one running average blending both branches (checkpoint from before per-branch statistics)")
+    if dropped_box:
+        provenance["box_branch"] = "trained, but left out of this file (export --drop-box-head)"
     provenance["command"] = " ".join(["python -m siammixer_ros.train.cli", "--config", str(run_dir / "config.yaml"),
                                       "--out", str(run_dir)])
     version = model_version or f"train-{run_dir.name}-pairs{provenance['pairs_seen']}"
@@ -92,19 +118,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best.pt", help="file in <run>/checkpoints or a path")
     parser.add_argument("--out", type=Path, help="output .onnx (default <run>/export/siammixer_<variant>.onnx)")
     parser.add_argument("--model-version", help="version string stored in the file")
+    parser.add_argument("--bn-pairs", type=int, default=None,
+                        help="re-estimate the BatchNorm statistics per branch on N pairs of the training sequences "
+                             "(default: only for a checkpoint without per-branch statistics, on 1024; 0: never)")
+    parser.add_argument("--selected-by", help="how this checkpoint was chosen, if not by the run itself "
+                                              "(stored in the provenance)")
+    parser.add_argument("--selected-value", type=float, help="the value it was chosen by")
+    parser.add_argument("--drop-box-head", action="store_true",
+                        help="leave the box regression branch out of the file (when the tracker's box modes "
+                             "are not used)")
     args = parser.parse_args(argv)
+    if args.bn_pairs is not None and args.bn_pairs < 0:
+        parser.error("--bn-pairs must be 0 or more")
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         ckpt = args.run / "checkpoints" / args.checkpoint
     out = args.out or args.run / "export" / f"siammixer_xs_{ckpt.stem}.onnx"
     try:
-        result = export_checkpoint(ckpt, out, args.run, args.model_version)
+        result = export_checkpoint(ckpt, out, args.run, args.model_version, args.bn_pairs, args.selected_by,
+                                   args.selected_value, args.drop_box_head)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     p = result["provenance"]
     print(f"{result['path']}  sha256 {result['sha256']}  (step {p['step']}, {p['pairs_seen']} pairs, "
-          f"selected by {p['selected_by'] or '-'}={p['selected_value']})")
+          f"selected by {p['selected_by'] or '-'}={p['selected_value']}; BatchNorm: {p['bn_statistics']})")
     return 0
 
 
