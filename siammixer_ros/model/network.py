@@ -401,6 +401,9 @@ class SiamMixer(nn.Module):
             self.box_head = BoxHead(cfg.mb4[1], cfg.box_channels, cfg.box_tower, STRIDE)
         # True in the copy made by fold_input_normalisation (export): MB1's expand conv does it.
         self.normalisation_folded = False
+        # The backbone's BatchNorms whose statistics template_features switches (a plain tuple: not a second
+        # registration of the modules; deepcopy maps it onto the copy's own).
+        self._branch_norms = tuple(m for m in self.modules() if isinstance(m, BranchBatchNorm2d))
 
     # --- backbone pieces -------------------------------------------------------------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -433,13 +436,12 @@ class SiamMixer(nn.Module):
     # --- public API ------------------------------------------------------------------------
     def template_features(self, z: torch.Tensor) -> torch.Tensor:
         """(B,3,128,128) -> (B,256,8,8), with the template branch's BatchNorm statistics."""
-        norms = [m for m in self.modules() if isinstance(m, BranchBatchNorm2d)]
-        for m in norms:
+        for m in self._branch_norms:
             m.branch = BranchBatchNorm2d.TEMPLATE
         try:
             return self.deep(self.shallow(z))
         finally:
-            for m in norms:
+            for m in self._branch_norms:
                 m.branch = BranchBatchNorm2d.SEARCH
 
     def search_features(self, x: torch.Tensor) -> torch.Tensor:

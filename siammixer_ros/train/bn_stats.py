@@ -70,15 +70,28 @@ def statistics_batches(train_sequences: list[str], pairs: int = DEFAULT_PAIRS, s
     return [collate(drawn[i:i + batch_size]) for i in range(0, len(drawn), batch_size)]
 
 
+def model_from_checkpoint_state(state: dict[str, Any], bn_pairs: int | None = None, data_dir: Path | None = None,
+                                cache_dir: Path | None = None) -> nn.Module:
+    """The SiamMixer of a trainer checkpoint ``state`` (eval mode). ``bn_pairs``: re-estimate its BatchNorm
+    statistics on that many pairs first (:func:`reestimate_checkpoint_state`); None: only for a checkpoint without
+    per-branch statistics (made before they existed), on :data:`DEFAULT_PAIRS`; 0: never."""
+    from siammixer_ros.model.network import SiamMixer, has_branch_statistics, load_model_state
+
+    if bn_pairs is None:
+        bn_pairs = 0 if has_branch_statistics(state["model"]) or state.get("bn_statistics") else DEFAULT_PAIRS
+    if bn_pairs > 0:
+        return reestimate_checkpoint_state(state, bn_pairs, data_dir=data_dir, cache_dir=cache_dir)
+    model = SiamMixer(variant=state.get("variant", "xs"),
+                      box_head=any(k.startswith("box_head.") for k in state["model"]))
+    load_model_state(model, state["model"])
+    return model.eval()
+
+
 def reestimate_checkpoint_state(state: dict[str, Any], pairs: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED,
                                 data_dir: Path | None = None, cache_dir: Path | None = None) -> nn.Module:
     """The model of a trainer checkpoint ``state`` with its statistics re-estimated on its training sequences;
     records how in ``state["bn_statistics"]``."""
-    from siammixer_ros.model.network import SiamMixer, load_model_state
-
-    model = SiamMixer(variant=state.get("variant", "xs"),
-                      box_head=any(k.startswith("box_head.") for k in state["model"]))
-    load_model_state(model, state["model"])
+    model = model_from_checkpoint_state(state, bn_pairs=0)
     # The run's own data and cache folders unless told otherwise (then $SIAMMIXER_DATA or ../shared/data).
     cfg = state.get("config") or {}
     data_dir = data_dir or (Path(cfg["data_dir"]) if cfg.get("data_dir") else None)

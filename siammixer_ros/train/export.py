@@ -70,8 +70,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     import torch
 
     from siammixer_ros.model.export import export_model
-    from siammixer_ros.model.network import SiamMixer, has_branch_statistics, load_model_state
-    from siammixer_ros.train.bn_stats import DEFAULT_PAIRS, reestimate_checkpoint_state
+    from siammixer_ros.model.network import has_branch_statistics
+    from siammixer_ros.train.bn_stats import model_from_checkpoint_state
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -83,15 +83,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     dropped_box = drop_box_head and any(k.startswith("box_head.") for k in state["model"])
     if dropped_box:
         state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("box_head.")}
-    if bn_pairs is None:
-        bn_pairs = 0 if has_branch_statistics(state["model"]) or state.get("bn_statistics") else DEFAULT_PAIRS
-    if bn_pairs > 0:
-        model = reestimate_checkpoint_state(state, bn_pairs)
-    else:
-        model = SiamMixer(variant=state.get("variant", "xs"),
-                          box_head=any(k.startswith("box_head.") for k in state["model"]))
-        load_model_state(model, state["model"])
-    model.eval()
+    model = model_from_checkpoint_state(state, bn_pairs)
     if selected_by:
         state["selected_by"], state["selected_value"] = selected_by, selected_value
     provenance = provenance_of(state, run_dir, checkpoint)

@@ -335,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     import time
 
     from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
-    from siammixer_ros.model.network import SiamMixer, has_branch_statistics, load_model_state
-    from siammixer_ros.train.bn_stats import DEFAULT_PAIRS, reestimate_checkpoint_state
+    from siammixer_ros.train.bn_stats import model_from_checkpoint_state
     from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
     from siammixer_ros.train.data import VAL_SEQUENCES
 
@@ -372,15 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics["pairs_seen"] = -1
         else:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            bn_pairs = args.bn_pairs
-            if bn_pairs is None:
-                bn_pairs = 0 if has_branch_statistics(state["model"]) or state.get("bn_statistics") else DEFAULT_PAIRS
-            if bn_pairs > 0:
-                model = reestimate_checkpoint_state(state, bn_pairs, data_dir=args.data, cache_dir=args.cache)
-            else:
-                model = SiamMixer(variant=state.get("variant", "xs"),
-                                  box_head=any(k.startswith("box_head.") for k in state["model"]))
-                load_model_state(model, state["model"])
+            model = model_from_checkpoint_state(state, args.bn_pairs, data_dir=args.data, cache_dir=args.cache)
             if args.backend == "tracker":
                 metrics = tracker_tracking_auc(model, sequences, args.max_frames, starts=args.starts)
             else:
