@@ -54,3 +54,6 @@ def test_live_replay_yields_one_detection_per_processed_frame(ncc_model: Path, t
     assert report["accuracy"]["success_auc"] > 0.5
     assert 0 < report["latency_ms"]["p50"] < 2000
     assert (tmp_path / "out" / "live_report.json").is_file()
+    # The player's lateness is stated, so a run whose player stalled is visible beside its drops.
+    assert 0 <= report["schedule_lateness_ms"]["p50"] <= report["schedule_lateness_ms"]["max"]
+    assert "player lateness" in (tmp_path / "out" / "live_report.md").read_text()

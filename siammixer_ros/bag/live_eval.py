@@ -398,6 +398,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"p95 {lat['p95']:.1f} ms, max {lat['max']:.1f} ms",
         f"node memory: RSS {report['node_rss_mib']:.0f} MiB, peak {report['node_peak_rss_mib']:.0f} MiB",
     ]
+    late = report.get("schedule_lateness_ms")
+    if late:
+        # A player starved of CPU publishes late and in bursts: the node then drops frames it was never given
+        # in time, so a stalled run must be visible next to its drops.
+        lines.append(f"player lateness (message left after its schedule) p50 {late['p50']:.1f} ms, "
+                     f"p95 {late['p95']:.1f} ms, max {late['max']:.1f} ms")
     return lines
 
 
