@@ -122,3 +122,20 @@ def test_to_nchw_keeps_values_and_channel_order(image):
 def test_invalid_crop_size_raises(image):
     with pytest.raises(ValueError, match="crop size"):
         get_subwindow(image, (10.0, 10.0), 0.0, 16, (0, 0, 0))
+
+
+def test_aspect_probe_stretched_crop_is_the_tracker_crop_when_unstretched_and_stretches_per_axis():
+    # the aspect probe (docs/tracker.md) judges stretched crops against the tracker's own: same mapping when square
+    from siammixer_ros.tools.aspect_probe import stretched_crop
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    square = stretched_crop(image, (80.5, 60.5), 64.0, 64.0, 32, (0.0, 0.0, 0.0))  # a whole-pixel window
+    tracker = get_subwindow(image, (80.5, 60.5), 64.0, 32, (0.0, 0.0, 0.0))
+    assert np.abs(square.astype(int) - tracker.astype(int)).max() <= 1
+    # a vertical bar 10 px wide: twice as wide a window makes it half as wide in the crop
+    bar = np.zeros((100, 100, 3), np.uint8)
+    bar[:, 45:55] = 255
+    wide = stretched_crop(bar, (49.5, 49.5), 80.0, 40.0, 40, (0.0, 0.0, 0.0))
+    narrow = stretched_crop(bar, (49.5, 49.5), 40.0, 40.0, 40, (0.0, 0.0, 0.0))
+    assert wide[20, :, 0].sum() / narrow[20, :, 0].sum() == pytest.approx(0.5, abs=0.05)

@@ -208,3 +208,21 @@ def test_profile_parts_counts_int8_kernels_only_in_the_int8_file(int8_ncc):
     assert any(op.startswith("QLinear") for op in int8_ops) and QDQ in result["kernel_ms"][str(path)]
     table = to_markdown(result)
     assert path.name in table and "speed-up vs" in table
+
+
+def test_int8_benchmarks_state_the_cpu_they_ran_on_not_an_assumed_one():
+    # int8 speed hinges on VNNI-class dot products; the tables once said avx512_vnni on a CPU without them
+    from siammixer_ros.tools.machine import cpu_label, cpu_summary, parse_cpuinfo
+
+    amd = parse_cpuinfo("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+                        "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n")
+    assert amd == {"model": "AMD EPYC", "int8_flags": ["avx2"]}
+    assert "no VNNI-class int8 dot product" in cpu_label({"cpu_count": 2, **amd})
+    xeon = parse_cpuinfo("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512bw avx512_vnni\n")
+    assert xeon["int8_flags"] == ["avx2", "avx512f", "avx512bw", "avx512_vnni"]
+    assert "VNNI" not in cpu_label({"cpu_count": 2, **xeon}) and "avx512_vnni" in cpu_label({"cpu_count": 2, **xeon})
+    arm = parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd4b\n")
+    assert arm["int8_flags"] == ["asimddp", "i8mm"]
+    assert "not recorded" in cpu_label({"cpu_count": 2})  # results written before the flags were recorded
+    here = cpu_summary()
+    assert here["cpu_count"] and isinstance(here["int8_flags"], list)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from siammixer_ros.core.model_file import (
 )
 from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime, make_patches, patch_grid_size
 from siammixer_ros.tools.bench_network import _summary
+from siammixer_ros.tools.machine import cpu_label, cpu_summary
 
 MODES = ("whole", "row", "patch")
 SCALES = (1, 3)
@@ -152,7 +152,7 @@ def _siammixer_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 def to_markdown(r: dict[str, Any]) -> str:
     lines = [f"# Float vs INT8 SiamMixer model files (onnxruntime {r['onnxruntime']})", "",
-             f"Machine: {r['machine']['platform']}, {r['machine']['cpu_count']} CPUs (avx512_vnni). Medians of "
+             f"Machine: {r['machine']['platform']}, {cpu_label(r['machine'])}. Medians of "
              f"{r['repeats']} runs of search + correlation (random crops; latency does not depend on the pixels), "
              f"every configuration of one thread count timed round-robin in the same loop. Load average "
              f"{r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end.", "",
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.int8_model} is not a quantised model file")
     results: dict[str, Any] = {"load_average_start": os.getloadavg(), "onnxruntime": ort.__version__,
                                "repeats": args.repeats,
-                               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+                               "machine": cpu_summary(),
                                "files": {k: {"path": v, "bytes": os.path.getsize(v)} for k, v in models.items()},
                                "float_layers": sorted(int8_info.quantization.get("float_layers", {}))}
     results["patch_peak"] = {k: measured_patch_peak(v) for k, v in models.items()}

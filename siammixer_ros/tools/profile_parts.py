@@ -18,7 +18,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from siammixer_ros.core.model_file import read_model_file
+from siammixer_ros.tools.machine import cpu_label, cpu_summary
 
 BLOCKS = ("mb1", "mb2", "mixer1", "mb3", "mixer2")
 LAYOUT_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
@@ -102,7 +102,7 @@ def profile_files(files: list[str], part: str, scales: int, repeats: int) -> dic
     load_end = os.getloadavg()
     return {
         "part": part, "scales": scales, "threads": 1, "repeats": repeats,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": cpu_summary(),
         "load_average_start": load_start, "load_average_end": load_end,
         "wall_ms": {f: {"median": float(np.median(t)) * 1e3, "p10": float(np.percentile(t, 10)) * 1e3}
                     for f, t in times.items()},
@@ -116,7 +116,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     order = [*BLOCKS, OTHER, LAYOUT, QDQ]
     lines = [f"# Kernel time per block: part `{result['part']}`, {result['scales']} scales in one batch, 1 thread",
              "",
-             f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs. Load average "
+             f"Machine: {result['machine']['platform']}, {cpu_label(result['machine'])}. Load average "
              f"{result['load_average_start'][0]:.1f} at the start, {result['load_average_end'][0]:.1f} at the end. "
              f"{result['repeats']} runs per file: wall-clock round-robin over the files, then round-robin again with "
              "onnxruntime's profiler (median kernel time, summed per block; a block's operators in brackets, those "

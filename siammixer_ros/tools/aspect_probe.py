@@ -1,0 +1,166 @@
+"""Does the network's response say how the target's aspect ratio changed? A probe for an aspect search.
+
+    python -m siammixer_ros.tools.aspect_probe --model models/siammixer_xs.onnx --out benchmarks/aspect_probe
+
+The tracker's scale search keeps the first frame's aspect ratio, and on the selection split most of the AUC it
+loses is the box's fit (docs/tracker.md). An aspect search would try stretched crops and keep the aspect whose
+peak scores highest, as the scale search does for size. This measures, before building one, whether the peak
+score carries that information. For every 5th annotated frame of the selection sequences (training sequences
+the long run never trained on), a search crop is cut as the tracker would cut it if it had the right centre
+(shifted by up to 16 crop pixels) and the right area, but the first frame's aspect ratio, and is scored with
+five aspect changes ``a`` (target width x sqrt(a), height / sqrt(a)) applied
+
+- on the template side: five first-frame templates cut with the stretch (one search crop; cheap at run time),
+- on the search side: five stretched search crops against the first-frame template (five backbone passes).
+
+The estimate is the softmax-weighted mean of log(a) over the five peak logits (and the arg-max). Reported: its
+correlation with the true log aspect change, the slope and intercept of estimate vs truth (an aspect search
+smoothed by a learning rate settles where the estimate is zero, so a small slope beside a bias means a biased
+aspect), and per sequence. Writes OUT.json and OUT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from siammixer_ros.core.crop import box_center, image_mean, to_nchw
+from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
+
+ASPECTS = (1 / 1.3, 1 / 1.14, 1.0, 1.14, 1.3)
+CONTEXT = 0.5  # TrackerParams.context_amount's default
+
+
+def stretched_crop(image: np.ndarray, center: tuple[float, float], width: float, height: float, out: int,
+                   pad: tuple[float, ...]) -> np.ndarray:
+    """A ``width x height`` window centred at ``center`` resized to ``out x out`` (the square crops' mapping of
+    core.crop, per axis; outside the image: ``pad``)."""
+    sx, sy = width / out, height / out
+    half = (out - 1) / 2.0
+    matrix = np.array([[sx, 0.0, center[0] - half * sx], [0.0, sy, center[1] - half * sy]])
+    return cv2.warpAffine(image, matrix, (out, out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(pad) + (0.0,) * (4 - len(pad)))
+
+
+def probe(model: str, dataset: str, names: list[str], step: int, seed: int) -> dict[str, Any]:
+    from siammixer_ros.eval.datasets import load_dataset
+
+    runtime = SiamMixerRuntime(model, RuntimeOptions(mode="whole", intra_op_threads=2))
+    t_size, s_size = runtime.info.template_size, runtime.info.search_size
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for seq in load_dataset(dataset, split="train", names=names):
+        first = seq.first_annotated
+        image0, box0 = seq.frames[first], seq.boxes[first]
+        pad = CONTEXT * (box0[2] + box0[3])
+        side0 = math.sqrt((box0[2] + pad) * (box0[3] + pad))
+        templates = [runtime.template_features(to_nchw(stretched_crop(
+            image0, box_center(box0), side0 / math.sqrt(a), side0 * math.sqrt(a), t_size, image_mean(image0))[None])
+        ).copy() for a in ASPECTS]
+        aspect0 = box0[2] / box0[3]
+        for t in range(first + step, len(seq), step):
+            if not seq.present[t]:
+                continue
+            box, image = seq.boxes[t], seq.frames[t]
+            w = math.sqrt(box[2] * box[3] * aspect0)  # the true area at the first frame's aspect ratio
+            h = box[2] * box[3] / w
+            pad = CONTEXT * (w + h)
+            side = math.sqrt((w + pad) * (h + pad)) * s_size / t_size
+            cx, cy = box_center(box)
+            dx, dy = rng.uniform(-16, 16, 2) * side / s_size
+            center, mean = (cx + dx, cy + dy), image_mean(image)
+            search = runtime.search_features(to_nchw(stretched_crop(image, center, side, side, s_size, mean)[None]))
+            template_side = [float(runtime.response(z, search).max()) for z in templates]
+            crops = np.stack([stretched_crop(image, center, side * math.sqrt(a), side / math.sqrt(a), s_size, mean)
+                              for a in ASPECTS])
+            search_side = runtime.response(templates[ASPECTS.index(1.0)], runtime.search_features(to_nchw(crops)))
+            rows.append({"sequence": seq.name, "frame": t, "true_log_change": math.log(box[2] / box[3] / aspect0),
+                         "template_side": template_side,
+                         "search_side": search_side.reshape(len(ASPECTS), -1).max(axis=1).tolist()})
+    return {"model": model, "aspects": list(ASPECTS), "step": step, "seed": seed, "sequences": names, "rows": rows,
+            "summary": summarise(rows)}
+
+
+def _estimates(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    log_a = np.log(np.asarray(ASPECTS))
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (weights * log_a).sum(axis=1) / weights.sum(axis=1), log_a[logits.argmax(axis=1)]
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    truth = np.array([r["true_log_change"] for r in rows])
+    out: dict[str, Any] = {"frames": len(rows)}
+    for side in ("template_side", "search_side"):
+        soft, best = _estimates(np.array([r[side] for r in rows]))
+        slope, intercept = np.polyfit(truth, soft, 1)
+        still = np.abs(truth) < 0.05
+        per_sequence = {}
+        for name in sorted({r["sequence"] for r in rows}):
+            m = np.array([r["sequence"] == name for r in rows])
+            per_sequence[name] = {"frames": int(m.sum()), "true_mean": float(truth[m].mean()),
+                                  "true_std": float(truth[m].std()),
+                                  "corr": float(np.corrcoef(soft[m], truth[m])[0, 1]) if truth[m].std() > 0 else None}
+        out[side] = {"corr_soft": float(np.corrcoef(soft, truth)[0, 1]),
+                     "corr_argmax": float(np.corrcoef(best, truth)[0, 1]), "slope": float(slope),
+                     "intercept": float(intercept), "still_frames": int(still.sum()),
+                     "still_mean_estimate": float(soft[still].mean()) if still.any() else None,
+                     "per_sequence": per_sequence}
+    return out
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = ["# Aspect probe: does the peak score tell the target's aspect change?", "",
+             f"Model `{result['model']}`; every {result['step']}th annotated frame of {', '.join(result['sequences'])}"
+             f" ({s['frames']} frames); aspect changes {', '.join(f'{a:.3f}' for a in result['aspects'])}. "
+             "Estimate: softmax-weighted mean of log(a) over the peak logits. "
+             "Command: `python -m siammixer_ros.tools.aspect_probe --model MODEL --out OUT`.", "",
+             "| side | corr (soft) | corr (arg-max) | slope | intercept | estimate where the aspect held (frames) |",
+             "|---|---|---|---|---|---|"]
+    for side in ("template_side", "search_side"):
+        r = s[side]
+        still = "n/a" if r["still_mean_estimate"] is None else f"{r['still_mean_estimate']:+.3f} ({r['still_frames']})"
+        lines.append(f"| {side.replace('_', ' ')} | {r['corr_soft']:.2f} | {r['corr_argmax']:.2f} | {r['slope']:.3f} | "
+                     f"{r['intercept']:+.3f} | {still} |")
+    lines += ["", "| sequence | frames | true log change, mean / std | corr template side | corr search side |",
+              "|---|---|---|---|---|"]
+    for name, r in s["template_side"]["per_sequence"].items():
+        other = s["search_side"]["per_sequence"][name]
+        corr = ["n/a" if v is None else f"{v:.2f}" for v in (r["corr"], other["corr"])]
+        lines.append(f"| {name} | {r['frames']} | {r['true_mean']:+.3f} / {r['true_std']:.3f} | {corr[0]} | "
+                     f"{corr[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from siammixer_ros.eval.datasets import SELECTION_SEQUENCES
+
+    parser = argparse.ArgumentParser(prog="python -m siammixer_ros.tools.aspect_probe",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="models/siammixer_xs.onnx")
+    parser.add_argument("--dataset", default="../shared/data/sequences")
+    parser.add_argument("--sequences", default=",".join(SELECTION_SEQUENCES),
+                        help="training-split sequences (default: the selection split)")
+    parser.add_argument("--step", type=int, default=5, help="every STEP-th frame")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write OUT.json and OUT.md (default: print the table)")
+    args = parser.parse_args(argv)
+    if not Path(args.dataset).is_dir():
+        parser.error(f"dataset folder {args.dataset} not found (the probe needs ../shared/data)")
+    result = probe(args.model, args.dataset, args.sequences.split(","), args.step, args.seed)
+    table = to_markdown(result)
+    if args.out:
+        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
+        Path(f"{args.out}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
