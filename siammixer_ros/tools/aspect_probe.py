@@ -16,7 +16,12 @@ five aspect changes ``a`` (target width x sqrt(a), height / sqrt(a)) applied
 The estimate is the softmax-weighted mean of log(a) over the five peak logits (and the arg-max). Reported: its
 correlation with the true log aspect change, the slope and intercept of estimate vs truth (an aspect search
 smoothed by a learning rate settles where the estimate is zero, so a small slope beside a bias means a biased
-aspect), and per sequence. Writes OUT.json and OUT.md.
+aspect), and per sequence.
+
+``--linear`` asks the same of the features rather than the response: a ridge regression from the search features'
+template-sized window at the target (and the template features), each reduced to 16 channels by PCA, to the log
+aspect change, fitted on pairs of the fit split (training sequences minus selection) and scored on pairs of the
+selection split; also with the search window alone and the template alone. Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -87,6 +92,89 @@ def probe(model: str, dataset: str, names: list[str], step: int, seed: int) -> d
             "summary": summarise(rows)}
 
 
+def feature_pairs(runtime: SiamMixerRuntime, sequences: list[Any], per_sequence: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Template features of one frame and search features of a later one (up to 150 frames), the search crop cut
+    at the later frame's true area with the earlier frame's aspect, centred within 8 crop pixels of the target:
+    the template-sized window of the search features at the target, the template features, the true log aspect
+    change, the sequence of each pair."""
+    t_size, s_size = runtime.info.template_size, runtime.info.search_size
+    windows, templates, truth, names = [], [], [], []
+    for seq in sequences:
+        present = np.flatnonzero(seq.present)
+        pairs = []
+        for _ in range(per_sequence):
+            first = int(rng.choice(present[: max(1, len(present) // 2)]))
+            later = present[(present > first) & (present <= first + 150)]
+            if len(later):
+                pairs.append((first, int(rng.choice(later)), rng.uniform(-8, 8, 2)))
+        for first, t, shift in sorted(pairs, key=lambda p: p[0]):  # in frame order: videos decode faster
+            box0, box = seq.boxes[first], seq.boxes[t]
+            image0, image = seq.frames[first], seq.frames[t]
+            pad = CONTEXT * (box0[2] + box0[3])
+            side0 = math.sqrt((box0[2] + pad) * (box0[3] + pad))
+            template = stretched_crop(image0, box_center(box0), side0, side0, t_size, image_mean(image0))
+            aspect0 = box0[2] / box0[3]
+            w = math.sqrt(box[2] * box[3] * aspect0)
+            h = box[2] * box[3] / w
+            pad = CONTEXT * (w + h)
+            side = math.sqrt((w + pad) * (h + pad)) * s_size / t_size
+            cx, cy = box_center(box)
+            center = (cx + shift[0] * side / s_size, cy + shift[1] * side / s_size)
+            search = runtime.search_features(to_nchw(stretched_crop(image, center, side, side, s_size,
+                                                                    image_mean(image))[None]))[0]
+            cells = runtime.info.response_size  # window offset of the target: the crop's centre less the shift
+            col = min(max(int(round((cells - 1) / 2 - shift[0] / runtime.info.stride)), 0), cells - 1)
+            row = min(max(int(round((cells - 1) / 2 - shift[1] / runtime.info.stride)), 0), cells - 1)
+            span = search.shape[-1] - cells + 1
+            windows.append(np.array(search[:, row:row + span, col:col + span]))
+            templates.append(np.array(runtime.template_features(to_nchw(template[None]))[0]))
+            truth.append(math.log(box[2] / box[3] / aspect0))
+            names.append(seq.name)
+    return np.stack(windows), np.stack(templates), np.array(truth), names
+
+
+def linear_probe(model: str, dataset: str, per_sequence: int, seed: int, channels: int = 16,
+                 alpha: float = 3000.0) -> dict[str, Any]:
+    from siammixer_ros.eval.datasets import load_dataset
+
+    runtime = SiamMixerRuntime(model, RuntimeOptions(mode="whole", intra_op_threads=2))
+    rng = np.random.default_rng(seed)
+    fit = feature_pairs(runtime, load_dataset(dataset, split="fit"), per_sequence, rng)
+    held = feature_pairs(runtime, load_dataset(dataset, split="selection"), per_sequence, rng)
+
+    def reduce(maps: np.ndarray, basis: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        mean, components = basis
+        return np.einsum("nchw,kc->nkhw", maps - mean[None, :, None, None], components).reshape(len(maps), -1)
+
+    def pca(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = maps.transpose(0, 2, 3, 1).reshape(-1, maps.shape[1])
+        mean = flat.mean(axis=0)
+        return mean, np.linalg.svd(flat[::7] - mean, full_matrices=False)[2][:channels]
+
+    bases = {"search window": pca(fit[0]), "template": pca(fit[1])}
+    result: dict[str, Any] = {"model": model, "channels": channels, "alpha": alpha, "pairs_fit": len(fit[2]),
+                              "pairs_selection": len(held[2]), "inputs": {}}
+    for inputs in (("search window", "template"), ("search window",), ("template",)):
+        train = np.concatenate([reduce(fit[0 if k == "search window" else 1], bases[k]) for k in inputs], axis=1)
+        test = np.concatenate([reduce(held[0 if k == "search window" else 1], bases[k]) for k in inputs], axis=1)
+        mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+        train, test = (train - mean) / std, (test - mean) / std
+        offset = fit[2].mean()
+        weights = np.linalg.solve(train.T @ train + alpha * np.eye(train.shape[1]), train.T @ (fit[2] - offset))
+        predicted = test @ weights + offset
+        slope, intercept = np.polyfit(held[2], predicted, 1)
+        per_seq = {}
+        for name in sorted(set(held[3])):
+            m = np.array([n == name for n in held[3]])
+            per_seq[name] = float(np.corrcoef(predicted[m], held[2][m])[0, 1]) if held[2][m].std() > 0 else None
+        result["inputs"][" + ".join(inputs)] = {
+            "corr_fit": float(np.corrcoef(train @ weights + offset, fit[2])[0, 1]),
+            "corr_selection": float(np.corrcoef(predicted, held[2])[0, 1]), "slope": float(slope),
+            "intercept": float(intercept), "per_sequence": per_seq}
+    return result
+
+
 def _estimates(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     log_a = np.log(np.asarray(ASPECTS))
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -135,6 +223,17 @@ def to_markdown(result: dict[str, Any]) -> str:
         corr = ["n/a" if v is None else f"{v:.2f}" for v in (r["corr"], other["corr"])]
         lines.append(f"| {name} | {r['frames']} | {r['true_mean']:+.3f} / {r['true_std']:.3f} | {corr[0]} | "
                      f"{corr[1]} |")
+    if "linear" in result:
+        lin = result["linear"]
+        lines += ["", f"Features, not the response (`--linear`): ridge regression (alpha {lin['alpha']:g}, "
+                  f"{lin['channels']} PCA channels per input) fitted on {lin['pairs_fit']} pairs of the fit split, "
+                  f"scored on {lin['pairs_selection']} pairs of the selection split.", "",
+                  "| inputs | corr (fit) | corr (selection) | slope | intercept | per-sequence corr (selection) |",
+                  "|---|---|---|---|---|---|"]
+        for inputs, r in lin["inputs"].items():
+            per_seq = ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in r["per_sequence"].items())
+            lines.append(f"| {inputs} | {r['corr_fit']:.2f} | {r['corr_selection']:.2f} | {r['slope']:.2f} | "
+                         f"{r['intercept']:+.3f} | {per_seq} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,11 +248,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="training-split sequences (default: the selection split)")
     parser.add_argument("--step", type=int, default=5, help="every STEP-th frame")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--linear", action="store_true", help="also the ridge probe on the features (fit split -> "
+                        "selection split; several minutes: the frames are read at random)")
+    parser.add_argument("--pairs-per-sequence", type=int, default=80, help="pairs per sequence of --linear")
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md (default: print the table)")
     args = parser.parse_args(argv)
     if not Path(args.dataset).is_dir():
         parser.error(f"dataset folder {args.dataset} not found (the probe needs ../shared/data)")
     result = probe(args.model, args.dataset, args.sequences.split(","), args.step, args.seed)
+    if args.linear:
+        result["linear"] = linear_probe(args.model, args.dataset, args.pairs_per_sequence, args.seed)
     table = to_markdown(result)
     if args.out:
         Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
