@@ -27,7 +27,6 @@ selection split; also with the search window alone and the template alone. Write
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 
 from siammixer_ros.core.crop import box_center, image_mean, to_nchw
 from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
+from siammixer_ros.tools import write_result
 
 ASPECTS = (1 / 1.3, 1 / 1.14, 1.0, 1.14, 1.3)
 CONTEXT = 0.5  # TrackerParams.context_amount's default
@@ -258,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     result = probe(args.model, args.dataset, args.sequences.split(","), args.step, args.seed)
     if args.linear:
         result["linear"] = linear_probe(args.model, args.dataset, args.pairs_per_sequence, args.seed)
-    table = to_markdown(result)
-    if args.out:
-        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
-        Path(f"{args.out}.md").write_text(table)
-    print(table)
+    write_result(args.out, result, to_markdown(result))
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from siammixer_ros.core.model_file import read_model_file
+from siammixer_ros.tools import write_result
 from siammixer_ros.tools.machine import cpu_label, cpu_summary
 
 BLOCKS = ("mb1", "mb2", "mixer1", "mb3", "mixer2")
@@ -152,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md (default: print the table)")
     args = parser.parse_args(argv)
     result = profile_files(args.models, args.part, args.scales, args.repeats)
-    table = to_markdown(result)
-    if args.out:
-        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
-        Path(f"{args.out}.md").write_text(table)
-    print(table)
+    write_result(args.out, result, to_markdown(result))
     return 0
 
 
