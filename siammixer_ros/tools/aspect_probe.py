@@ -31,26 +31,28 @@ import math
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from siammixer_ros.core.crop import box_center, image_mean, to_nchw
 from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
 from siammixer_ros.tools import write_result
+from siammixer_ros.train.data import context_side, crop_linear, warp_crop
 
 ASPECTS = (1 / 1.3, 1 / 1.14, 1.0, 1.14, 1.3)
-CONTEXT = 0.5  # TrackerParams.context_amount's default
 
 
 def stretched_crop(image: np.ndarray, center: tuple[float, float], width: float, height: float, out: int,
                    pad: tuple[float, ...]) -> np.ndarray:
     """A ``width x height`` window centred at ``center`` resized to ``out x out`` (the square crops' mapping of
-    core.crop, per axis; outside the image: ``pad``)."""
-    sx, sy = width / out, height / out
-    half = (out - 1) / 2.0
-    matrix = np.array([[sx, 0.0, center[0] - half * sx], [0.0, sy, center[1] - half * sy]])
-    return cv2.warpAffine(image, matrix, (out, out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(pad) + (0.0,) * (4 - len(pad)))
+    core.crop, per axis; outside the image: ``pad``): the training crops' warp with a stretch."""
+    return warp_crop(image, np.asarray(center, dtype=np.float64),
+                     crop_linear(width, out, stretch=(1.0, height / width)), out, pad)
+
+
+def search_side_at_aspect(box: np.ndarray, aspect: float, search_size: int, template_size: int) -> float:
+    """The search crop side the tracker would cut for ``box``'s true area at another aspect ratio (w / h)."""
+    w = math.sqrt(box[2] * box[3] * aspect)
+    return context_side(w, box[2] * box[3] / w) * search_size / template_size
 
 
 def probe(model: str, dataset: str, names: list[str], step: int, seed: int) -> dict[str, Any]:
@@ -63,20 +65,16 @@ def probe(model: str, dataset: str, names: list[str], step: int, seed: int) -> d
     for seq in load_dataset(dataset, split="train", names=names):
         first = seq.first_annotated
         image0, box0 = seq.frames[first], seq.boxes[first]
-        pad = CONTEXT * (box0[2] + box0[3])
-        side0 = math.sqrt((box0[2] + pad) * (box0[3] + pad))
+        side0, mean0 = context_side(box0[2], box0[3]), image_mean(image0)
         templates = [runtime.template_features(to_nchw(stretched_crop(
-            image0, box_center(box0), side0 / math.sqrt(a), side0 * math.sqrt(a), t_size, image_mean(image0))[None])
+            image0, box_center(box0), side0 / math.sqrt(a), side0 * math.sqrt(a), t_size, mean0)[None])
         ).copy() for a in ASPECTS]
         aspect0 = box0[2] / box0[3]
         for t in range(first + step, len(seq), step):
             if not seq.present[t]:
                 continue
             box, image = seq.boxes[t], seq.frames[t]
-            w = math.sqrt(box[2] * box[3] * aspect0)  # the true area at the first frame's aspect ratio
-            h = box[2] * box[3] / w
-            pad = CONTEXT * (w + h)
-            side = math.sqrt((w + pad) * (h + pad)) * s_size / t_size
+            side = search_side_at_aspect(box, aspect0, s_size, t_size)
             cx, cy = box_center(box)
             dx, dy = rng.uniform(-16, 16, 2) * side / s_size
             center, mean = (cx + dx, cy + dy), image_mean(image)
@@ -111,14 +109,10 @@ def feature_pairs(runtime: SiamMixerRuntime, sequences: list[Any], per_sequence:
         for first, t, shift in sorted(pairs, key=lambda p: p[0]):  # in frame order: videos decode faster
             box0, box = seq.boxes[first], seq.boxes[t]
             image0, image = seq.frames[first], seq.frames[t]
-            pad = CONTEXT * (box0[2] + box0[3])
-            side0 = math.sqrt((box0[2] + pad) * (box0[3] + pad))
+            side0 = context_side(box0[2], box0[3])
             template = stretched_crop(image0, box_center(box0), side0, side0, t_size, image_mean(image0))
             aspect0 = box0[2] / box0[3]
-            w = math.sqrt(box[2] * box[3] * aspect0)
-            h = box[2] * box[3] / w
-            pad = CONTEXT * (w + h)
-            side = math.sqrt((w + pad) * (h + pad)) * s_size / t_size
+            side = search_side_at_aspect(box, aspect0, s_size, t_size)
             cx, cy = box_center(box)
             center = (cx + shift[0] * side / s_size, cy + shift[1] * side / s_size)
             search = runtime.search_features(to_nchw(stretched_crop(image, center, side, side, s_size,
