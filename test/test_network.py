@@ -205,6 +205,28 @@ def test_a_checkpoint_without_branch_statistics_loads_with_the_blended_ones_for_
     assert torch.equal(bn.running_var, old["mixer2.layers.0.token_mixing.norm.running_var"])
 
 
+def test_xs_weights_grow_into_s_computing_the_same_and_only_when_asked() -> None:
+    from siammixer_ros.model.network import load_model_state
+
+    xs = SiamMixer("xs")
+    randomise_batchnorm(xs)
+    s = SiamMixer("s")
+    with pytest.raises(RuntimeError, match="missing keys: mixer2.layers.1"):  # a resume must never grow silently
+        load_model_state(s, xs.state_dict())
+    assert load_model_state(s, xs.state_dict(), grow_depth=True) == []
+    xs.eval(), s.eval()
+    g = torch.Generator().manual_seed(0)
+    z, x = torch.rand(1, 3, 128, 128, generator=g) * 255, torch.rand(2, 3, 256, 256, generator=g) * 255
+    with torch.no_grad():
+        assert torch.allclose(s(z, x), xs(z, x), atol=1e-5)
+    # The grown layer trains: its last layers get gradients from the first step.
+    s.train()
+    s(z, x).sum().backward()
+    grown = s.mixer2.layers[1]
+    assert grown.token_mixing.fc2.weight.grad.abs().sum() > 0
+    assert grown.channel_mixing.fc2.weight.grad.abs().sum() > 0
+
+
 def test_reestimated_statistics_are_exact_averages_and_keep_the_weights() -> None:
     from siammixer_ros.train.bn_stats import estimate_branch_statistics
 

@@ -160,7 +160,9 @@ def test_config_round_trip_and_unknown_keys(tmp_path: Path) -> None:
                                                            / "configs").glob("*.yaml")))
 def test_every_shipped_config_loads(name: str) -> None:
     cfg = load_config(Path(__file__).resolve().parents[1] / "siammixer_ros" / "train" / "configs" / name)
-    assert cfg.variant == "xs" and sum(cfg.pairs.sources.values()) > 0
+    assert cfg.variant in ("xs", "s") and sum(cfg.pairs.sources.values()) > 0
+    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_absolute():  # a committed run's weights
+        assert (Path(__file__).resolve().parents[1] / cfg.init_checkpoint).is_file(), cfg.init_checkpoint
     if cfg.pairs.sources.get("pseudo", 0) > 0:
         # Pseudo pairs have no labels: without the teacher's map nothing would supervise them.
         assert cfg.loss.distill_weight > 0 and cfg.loss.distill_mode == "bce"
@@ -194,6 +196,27 @@ def test_cli_trains_resumes_and_exports(tiny_data: Path, tmp_path: Path) -> None
     assert info.provenance["pairs_seen"] == 8 and info.provenance["val_sequences_never_trained_on"] == ["clip_val"]
     assert out.with_suffix(".onnx.sha256").read_text().split()[0] == __import__("hashlib").sha256(
         out.read_bytes()).hexdigest()
+    # Another search size (the network is fully convolutional): the file says so and the response grows with it.
+    wide = tmp_path / "wide.onnx"
+    assert export_main(["--run", str(run), "--checkpoint", "last.pt", "--out", str(wide), "--search-size", "288"]) == 0
+    wide_info, _ = read_model_file(wide)
+    assert (wide_info.search_size, wide_info.response_size) == (288, 11)
+    assert export_main(["--run", str(run), "--checkpoint", "last.pt", "--out", str(wide), "--search-size", "250"]) == 2
+
+
+def test_a_new_run_of_a_deeper_variant_starts_from_a_shallower_runs_weights(tiny_data: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    xs = Trainer(_config(tiny_data, tmp_path / "cache"), tmp_path / "xs", progress=False)
+    xs.run(max_steps=1)
+    checkpoint = tmp_path / "xs" / "checkpoints" / "last.pt"
+    cfg = dataclasses.replace(_config(tiny_data, tmp_path / "cache"), variant="s", init_checkpoint=str(checkpoint))
+    grown = Trainer(cfg, tmp_path / "s", progress=False)
+    start = torch.load(checkpoint, weights_only=False)["model"]
+    state = grown.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in start.items())  # every XS weight, unchanged
+    assert not grown.model.mixer2.layers[1].channel_mixing.fc2.weight.abs().any()  # the new layer: the identity
+    grown.run(max_steps=1)  # and it trains
 
 
 def test_export_reestimates_the_batchnorm_statistics_of_a_checkpoint_made_before_branches(tiny_data: Path,

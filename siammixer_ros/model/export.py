@@ -193,8 +193,10 @@ def export_model(model: SiamMixer, path: str | Path, provenance: dict[str, Any] 
     return path
 
 
-def load_checkpoint(model: SiamMixer, checkpoint: str | Path) -> dict[str, Any]:
-    """Load weights saved as a state_dict or as {"model": state_dict, ...}; returns the checkpoint's extras."""
+def load_checkpoint(model: SiamMixer, checkpoint: str | Path, grow_depth: bool = False) -> dict[str, Any]:
+    """Load weights saved as a state_dict or as {"model": state_dict, ...}; returns the checkpoint's extras.
+
+    ``grow_depth``: a shallower variant's weights may start a deeper model (see ``load_model_state``)."""
     data = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
     extras: dict[str, Any] = {}
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
@@ -203,7 +205,7 @@ def load_checkpoint(model: SiamMixer, checkpoint: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{checkpoint} holds no state_dict")
     # A checkpoint without the box branch loads into a model with it (the branch keeps its initialisation).
-    load_model_state(model, data)
+    load_model_state(model, data, grow_depth)
     return extras
 
 

@@ -558,9 +558,14 @@ def patch_halo(model: SiamMixer) -> tuple[int, int]:
     return memory_patch_halo(model.config, model.patch_size)
 
 
-def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[str]:
+def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor], grow_depth: bool = False) -> list[str]:
     """Load a state_dict; a checkpoint made without the box branch loads into a model with it (only the branch's
     keys are new: they keep their fresh initialisation). Returns those new keys; any other mismatch raises.
+
+    ``grow_depth``: the checkpoint may come from a shallower variant (e.g. XS weights into an S model, which has one
+    Mixer2 layer more): the layers it lacks start as the identity (:func:`identity_mixer_layer`), so the grown
+    model computes exactly what the checkpoint's did and training adds capacity from there (a new run's
+    ``init_checkpoint``, never a resume).
 
     A checkpoint from before the per-branch BatchNorm statistics (:class:`BranchBatchNorm2d`) has one blended
     set: both branches start from it (the old behaviour; :func:`has_branch_statistics` tells, and
@@ -573,6 +578,15 @@ def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[s
                 if f"{prefix}template_{stat}" not in state and f"{prefix}{stat}" in state:
                     state[f"{prefix}template_{stat}"] = state[f"{prefix}{stat}"].clone()
     missing, unexpected = model.load_state_dict(state, strict=False)
+    grown = set()
+    if grow_depth:
+        present = {int(k.split(".")[2]) for k in state if k.startswith("mixer2.layers.")}
+        for index, layer in enumerate(model.mixer2.layers):
+            if present and index not in present and index > max(present):
+                identity_mixer_layer(layer)
+                grown.add(index)
+        missing = [k for k in missing
+                   if not (k.startswith("mixer2.layers.") and int(k.split(".")[2]) in grown)]
     new = [k for k in missing if k.startswith("box_head.")]
     # Missing keys are fine only when the checkpoint has no box branch at all (not a partial one).
     wrong = [k for k in missing if not k.startswith("box_head.")]
@@ -585,6 +599,16 @@ def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor]) -> list[s
                             + ("" if model.has_box_head else " (a checkpoint with the box branch needs box_head=True)"))
         raise RuntimeError(f"state_dict does not fit SiamMixer-{model.variant.upper()}: {'; '.join(problems)}")
     return new
+
+
+def identity_mixer_layer(layer: MixerLayer) -> None:
+    """Make a mixer layer the identity: both MLPs' last layers zero, so each residual adds nothing. Their inputs
+    still reach them, so the zero weights get gradients and the layer learns from the first step (fc1 follows as
+    soon as fc2 is no longer zero)."""
+    with torch.no_grad():
+        for mlp in (layer.token_mixing, layer.channel_mixing):
+            mlp.fc2.weight.zero_()
+            mlp.fc2.bias.zero_()
 
 
 def has_branch_statistics(state: dict[str, torch.Tensor]) -> bool:

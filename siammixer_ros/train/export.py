@@ -57,7 +57,7 @@ def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dic
 def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Path | None = None,
                       model_version: str | None = None, bn_pairs: int | None = None,
                       selected_by: str | None = None, selected_value: float | None = None,
-                      drop_box_head: bool = False) -> dict[str, Any]:
+                      drop_box_head: bool = False, search_size: int | None = None) -> dict[str, Any]:
     """Export ``checkpoint`` (a trainer checkpoint) to ``out``; returns the provenance and sha256.
 
     ``bn_pairs``: re-estimate the BatchNorm statistics per branch on that many pairs of the training sequences
@@ -66,6 +66,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     ``selected_by`` / ``selected_value``: a selection made after the run (e.g. ``train.validate --starts 3`` on the
     selection split), recorded in the provenance in place of the run's own.
     ``drop_box_head``: leave the box regression branch out of the file (the head then returns the response only).
+    ``search_size``: export for another search crop size (a multiple of 16 above the template size; the network is
+    fully convolutional, the response grows with it); None: the size it was trained at.
     """
     import torch
 
@@ -84,6 +86,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     if dropped_box:
         state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("box_head.")}
     model = model_from_checkpoint_state(state, bn_pairs)
+    if search_size is not None:
+        if search_size % 16 or search_size <= model.template_size:
+            raise ValueError(f"search size {search_size} must be a multiple of 16 above the template size "
+                             f"{model.template_size}")
+        model.search_size = search_size
     if selected_by:
         state["selected_by"], state["selected_value"] = selected_by, selected_value
     provenance = provenance_of(state, run_dir, checkpoint)
@@ -119,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-box-head", action="store_true",
                         help="leave the box regression branch out of the file (when the tracker's box modes "
                              "are not used)")
+    parser.add_argument("--search-size", type=int, help="search crop size of the exported file (default: the "
+                                                         "trained one, 256; a multiple of 16)")
     args = parser.parse_args(argv)
     if args.bn_pairs is not None and args.bn_pairs < 0:
         parser.error("--bn-pairs must be 0 or more")
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run / "export" / f"siammixer_xs_{ckpt.stem}.onnx"
     try:
         result = export_checkpoint(ckpt, out, args.run, args.model_version, args.bn_pairs, args.selected_by,
-                                   args.selected_value, args.drop_box_head)
+                                   args.selected_value, args.drop_box_head, args.search_size)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -375,7 +375,9 @@ class Trainer:
         elif cfg.init_checkpoint:
             from siammixer_ros.model.export import load_checkpoint
 
-            load_checkpoint(self.model, cfg.init_checkpoint)
+            # A shallower variant's weights may start a deeper one (XS -> S: the extra Mixer2 layer starts as
+            # the identity, so training starts from what the checkpoint computed).
+            load_checkpoint(self.model, cfg.init_checkpoint, grow_depth=True)
         self.batches = BatchSource(self.sampler, cfg, self.teacher, cfg.prefetch)
         self._stop_requested = False
 
