@@ -72,9 +72,13 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     import torch
 
     from siammixer_ros.model.export import export_model
-    from siammixer_ros.model.network import has_branch_statistics
+    from siammixer_ros.model.network import PATCH_SIZE, TEMPLATE_SIZE, has_branch_statistics
     from siammixer_ros.train.bn_stats import model_from_checkpoint_state
 
+    # Whole patches, and a response at least one cell wide (the template slides over the search features).
+    if search_size is not None and (search_size % PATCH_SIZE or search_size <= TEMPLATE_SIZE):
+        raise ValueError(f"search size {search_size} must be a multiple of {PATCH_SIZE} above the template size "
+                         f"{TEMPLATE_SIZE}")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -87,9 +91,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
         state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("box_head.")}
     model = model_from_checkpoint_state(state, bn_pairs)
     if search_size is not None:
-        if search_size % 16 or search_size <= model.template_size:
-            raise ValueError(f"search size {search_size} must be a multiple of 16 above the template size "
-                             f"{model.template_size}")
         model.search_size = search_size
     if selected_by:
         state["selected_by"], state["selected_value"] = selected_by, selected_value
