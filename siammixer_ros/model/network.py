@@ -578,15 +578,12 @@ def load_model_state(model: SiamMixer, state: dict[str, torch.Tensor], grow_dept
                 if f"{prefix}template_{stat}" not in state and f"{prefix}{stat}" in state:
                     state[f"{prefix}template_{stat}"] = state[f"{prefix}{stat}"].clone()
     missing, unexpected = model.load_state_dict(state, strict=False)
-    grown = set()
-    if grow_depth:
-        present = {int(k.split(".")[2]) for k in state if k.startswith("mixer2.layers.")}
-        for index, layer in enumerate(model.mixer2.layers):
-            if present and index not in present and index > max(present):
-                identity_mixer_layer(layer)
-                grown.add(index)
-        missing = [k for k in missing
-                   if not (k.startswith("mixer2.layers.") and int(k.split(".")[2]) in grown)]
+    depth = 1 + max((int(k.split(".")[2]) for k in state if k.startswith("mixer2.layers.")), default=-1)
+    if grow_depth and depth:  # the layers after the checkpoint's last one (none of them: not a SiamMixer state)
+        for layer in model.mixer2.layers[depth:]:
+            identity_mixer_layer(layer)
+        grown = tuple(f"mixer2.layers.{i}." for i in range(depth, len(model.mixer2.layers)))
+        missing = [k for k in missing if not k.startswith(grown)]
     new = [k for k in missing if k.startswith("box_head.")]
     # Missing keys are fine only when the checkpoint has no box branch at all (not a partial one).
     wrong = [k for k in missing if not k.startswith("box_head.")]

@@ -54,11 +54,13 @@ def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dic
     }
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Path | None = None,
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None, run_dir: str | Path | None = None,
                       model_version: str | None = None, bn_pairs: int | None = None,
                       selected_by: str | None = None, selected_value: float | None = None,
                       drop_box_head: bool = False, search_size: int | None = None) -> dict[str, Any]:
     """Export ``checkpoint`` (a trainer checkpoint) to ``out``; returns the provenance and sha256.
+
+    ``out`` None: ``<run>/export/siammixer_<variant>_<checkpoint name>.onnx``, the variant the checkpoint holds.
 
     ``bn_pairs``: re-estimate the BatchNorm statistics per branch on that many pairs of the training sequences
     first (``siammixer_ros.train.bn_stats``); None: only for a checkpoint without per-branch statistics (made
@@ -103,7 +105,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, run_dir: str | Pa
     provenance["command"] = " ".join(["python -m siammixer_ros.train.cli", "--config", str(run_dir / "config.yaml"),
                                       "--out", str(run_dir)])
     version = model_version or f"train-{run_dir.name}-pairs{provenance['pairs_seen']}"
-    out = Path(out)
+    out = Path(out) if out else run_dir / "export" / f"siammixer_{model.variant}_{checkpoint.stem}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     export_model(model, out, provenance=provenance, variant=model.variant, model_version=version)
     digest = file_sha256(out)
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="run directory (holds checkpoints/)")
     parser.add_argument("--checkpoint", default="best.pt", help="file in <run>/checkpoints or a path")
-    parser.add_argument("--out", type=Path, help="output .onnx (default <run>/export/siammixer_<variant>.onnx)")
+    parser.add_argument("--out", type=Path,
+                        help="output .onnx (default <run>/export/siammixer_<variant>_<checkpoint>.onnx)")
     parser.add_argument("--model-version", help="version string stored in the file")
     parser.add_argument("--bn-pairs", type=int, default=None,
                         help="re-estimate the BatchNorm statistics per branch on N pairs of the training sequences "
@@ -135,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         ckpt = args.run / "checkpoints" / args.checkpoint
-    out = args.out or args.run / "export" / f"siammixer_xs_{ckpt.stem}.onnx"
     try:
-        result = export_checkpoint(ckpt, out, args.run, args.model_version, args.bn_pairs, args.selected_by,
+        result = export_checkpoint(ckpt, args.out, args.run, args.model_version, args.bn_pairs, args.selected_by,
                                    args.selected_value, args.drop_box_head, args.search_size)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
