@@ -1,13 +1,13 @@
 """Start the SiamMixer tracker node.
 
-    ros2 launch siammixer_ros tracker.launch.py image_topic:=/camera/image_raw model:=/data/siammixer_xs.onnx
+    ros2 launch siammixer_ros tracker.launch.py image_topic:=/camera/image_raw model:=/data/siammixer_s.onnx
     ros2 launch siammixer_ros tracker.launch.py image_topic:=/camera/image_raw namespace:=uav1 \
         params_file:=$(ros2 pkg prefix siammixer_ros)/share/siammixer_ros/config/tracker_arm.yaml
 
 Arguments:
   params_file   node parameters (default: the installed config/tracker.yaml; config/tracker_arm.yaml for a small
                 ARM companion computer)
-  model         SiamMixer ONNX model file (default empty: the installed models/siammixer_xs.onnx)
+  model         SiamMixer ONNX model file (default empty: the installed models/siammixer_s.onnx)
   image_topic   camera topic remapped onto the node's `image` input; with input_type compressed (a parameter in
                 params_file) the node reads <image_topic>/compressed, image_transport's naming
   namespace     namespace of the node (its topics and services move with it)
@@ -51,7 +51,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "tracker.yaml"),
                               description="Node parameter file (config/tracker.yaml or config/tracker_arm.yaml)"),
         DeclareLaunchArgument("model", default_value="",
-                              description="SiamMixer ONNX model file; empty: the installed models/siammixer_xs.onnx"),
+                              description="SiamMixer ONNX model file; empty: the installed models/siammixer_s.onnx"),
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
                               description="Camera image topic (raw; compressed input reads <image_topic>/compressed)"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),

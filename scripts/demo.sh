@@ -8,7 +8,7 @@
 # Usage: scripts/demo.sh [--distro kilted|jazzy] [--model PATH] [--rate R] [--out DIR] [--no-offline]
 #                       [--node-param NAME:=VALUE ...]
 #   --distro jazzy   run with ROS 2 Jazzy in .venv-jazzy/ (default: Kilted in .venv/; docs/distros.md)
-#   --model  defaults to models/siammixer_xs.onnx (the shipped model); the demo stops with a clear message
+#   --model  defaults to models/siammixer_s.onnx (the shipped model); the demo stops with a clear message
 #            when it is missing.
 set -euo pipefail
 

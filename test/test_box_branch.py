@@ -14,6 +14,7 @@ import pytest
 
 from siammixer_ros.core import memory
 from siammixer_ros.core.errors import ModelError, TrackerParamsError
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
 from siammixer_ros.core.params import TrackerParams
 from siammixer_ros.core.tracker import SiamMixerTracker
 from siammixer_ros.testing.ncc_model import ncc_box_model_path
@@ -141,9 +142,9 @@ def test_model_info_shows_the_box_output_and_its_cost(box_file, capsys) -> None:
     assert main([str(box_file), "--no-layers"]) == 0
     out = capsys.readouterr().out
     assert "box output: yes" in out and "box branch 45,188" in out and "of which box branch" in out
-    assert main([str(REPO / "models" / "siammixer_xs.onnx"), "--no-layers"]) == 0
+    assert main([str(REPO / "models" / SHIPPED_MODEL_NAMES["float"]), "--no-layers"]) == 0
     out = capsys.readouterr().out
-    assert "box output: none" in out and "Parameters: 285,760 (0.286 M; paper 0.286 M for XS)\n" in out
+    assert "box output: none" in out and "Parameters: 387,349 (0.387 M; paper 0.389 M for S)\n" in out
 
 
 def test_files_without_the_branch_have_no_box_metadata(tmp_path) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from ros_helpers import PROCESS_START_TIMEOUT_S, TERMINATE_TIMEOUT_S, ProcessLauncher
 
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 REQ = REPO / "requirements"
 FALLBACK = "interfaces/vision_msgs_fallback/vision_msgs"
@@ -117,7 +119,8 @@ def test_the_installed_node_starts_on_its_default_model_and_stops_on_sigterm(wor
                              name="installed_tracker")
     try:
         process.wait_for_output(r"tracking on /", timeout=PROCESS_START_TIMEOUT_S)
-        assert f"{ws / 'install'}/siammixer_ros/share/siammixer_ros/models/siammixer_xs.onnx" in process.output()
+        installed_model = ws / "install" / "siammixer_ros" / "share" / "siammixer_ros" / "models"
+        assert f"{installed_model / SHIPPED_MODEL_NAMES['float']}" in process.output()
         os.kill(process.pid, signal.SIGTERM)
         process.popen.wait(TERMINATE_TIMEOUT_S)
         assert process.popen.returncode == 0 and "Traceback" not in process.output(), process.output()

@@ -30,6 +30,8 @@ from ros_helpers import (
     wait_until,
 )
 
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
+
 pytestmark = requires_rclpy
 
 SIZE = (320, 240)
@@ -549,7 +551,7 @@ def test_parameter_files_apply_in_a_namespace_and_under_another_name(client, lau
         "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}", "-r", "__node:=follow_me",
         # The shipped model: the ARM file's row mode needs a model with patch parts.
         "--params-file", str(repo / "config" / "tracker_arm.yaml"), "-p",
-        f"model_path:={repo / 'models' / 'siammixer_xs.onnx'}", name="arm").wait_for_output(r"tracking on /")
+        f"model_path:={repo / 'models' / SHIPPED_MODEL_NAMES['float']}", name="arm").wait_for_output(r"tracking on /")
     names = ["input_type", "execution_mode", "intra_op_threads", "publish_debug_image", "tracker.scale_num",
              "tracker.response_up"]
     get = client.node.create_client(GetParameters, f"{namespace}/follow_me/get_parameters")

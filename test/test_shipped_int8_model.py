@@ -12,13 +12,13 @@ import pytest
 from ros_helpers import requires_rclpy, unique_namespace
 
 from siammixer_ros.core import SiamMixerTracker
-from siammixer_ros.core.model_file import read_model_file
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES, read_model_file
 from siammixer_ros.eval.datasets import SHARED_VAL_SEQUENCES
 from siammixer_ros.testing.synthetic import iou, render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-FLOAT_MODEL = REPO / "models" / "siammixer_xs.onnx"
-MODEL = REPO / "models" / "siammixer_xs_int8.onnx"
+FLOAT_MODEL = REPO / "models" / SHIPPED_MODEL_NAMES["float"]
+MODEL = REPO / "models" / SHIPPED_MODEL_NAMES["int8"]
 
 
 def _sha256(path: Path) -> str:
@@ -28,8 +28,8 @@ def _sha256(path: Path) -> str:
 def test_shipped_int8_model_matches_its_documented_sha256():
     assert MODEL.is_file(), f"the shipped INT8 model {MODEL} is missing"
     digest = _sha256(MODEL)
-    recorded = (REPO / "models" / "siammixer_xs_int8.onnx.sha256").read_text().split()[0]
-    assert digest == recorded, "models/siammixer_xs_int8.onnx changed: update its .sha256 and models/README.md"
+    recorded = MODEL.with_suffix(".onnx.sha256").read_text().split()[0]
+    assert digest == recorded, f"{MODEL.name} changed: update its .sha256 and models/README.md"
     readme = (REPO / "models" / "README.md").read_text()
     assert digest in re.findall(r"[0-9a-f]{64}", readme), "models/README.md does not name the INT8 file's sha256"
 
@@ -71,7 +71,7 @@ def test_node_starts_with_the_int8_model_when_model_precision_says_so(ros_proces
         "siammixer_ros.ros.node", "--ros-args", "-r", f"__ns:={unique_namespace('int8')}",
         "-p", "model_precision:=int8", name="int8_node")
     process.wait_for_output(r"tracking on /")
-    assert "siammixer_xs_int8.onnx (variant xs, version 0.2.0-int8)" in process.output()
+    assert f"{MODEL.name} (variant s, version 0.3.0-int8)" in process.output()
 
 
 @requires_rclpy

@@ -14,26 +14,26 @@ import numpy as np
 import pytest
 
 from siammixer_ros.core import SiamMixerTracker
-from siammixer_ros.core.model_file import read_model_file
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES, read_model_file
 from siammixer_ros.eval.datasets import SHARED_VAL_SEQUENCES
 from siammixer_ros.testing.synthetic import iou, render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "siammixer_xs.onnx"
+MODEL = REPO / "models" / SHIPPED_MODEL_NAMES["float"]
 
 
 def test_shipped_model_matches_its_documented_sha256():
     assert MODEL.is_file(), f"the shipped model {MODEL} is missing"
     digest = hashlib.sha256(MODEL.read_bytes()).hexdigest()
-    recorded = (REPO / "models" / "siammixer_xs.onnx.sha256").read_text().split()[0]
-    assert digest == recorded, "models/siammixer_xs.onnx changed: update its .sha256 and models/README.md"
+    recorded = MODEL.with_suffix(".onnx.sha256").read_text().split()[0]
+    assert digest == recorded, f"{MODEL.name} changed: update its .sha256 and models/README.md"
     readme = (REPO / "models" / "README.md").read_text()
     assert digest in re.findall(r"[0-9a-f]{64}", readme), "models/README.md does not name the shipped sha256"
 
 
-def test_shipped_model_is_a_trained_xs_that_never_saw_the_validation_split():
+def test_shipped_model_is_a_trained_s_that_never_saw_the_validation_split():
     info, parts = read_model_file(MODEL)
-    assert info.variant == "xs" and info.stride == 16 and info.response_size == 9
+    assert info.variant == "s" and info.stride == 16 and info.response_size == 9
     assert info.model_version not in ("untrained", "test", "0")
     assert info.provenance.get("pairs_seen", 0) > 0
     trained_on = set(info.provenance.get("train_sequences", []))

@@ -12,6 +12,7 @@ import pytest
 import siammixer_ros.core.tracker as tracker_module
 from siammixer_ros.core.crop import box_center
 from siammixer_ros.core.errors import ModelError, TrackerInputError, TrackerStateError
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
 from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
 from siammixer_ros.core.tracker import SiamMixerTracker, TrackResult, TrackState
 from siammixer_ros.testing.ncc_model import ncc_model_path
@@ -351,7 +352,7 @@ def test_search_crops_one_at_a_time_give_the_same_boxes_as_one_batch():
     # model, on the tracking path (3 scales) and the lost path (a 3 x 3 grid of crops, uneven chunks with 2).
     from pathlib import Path
 
-    model = Path(__file__).resolve().parents[1] / "models" / "siammixer_xs.onnx"
+    model = Path(__file__).resolve().parents[1] / "models" / SHIPPED_MODEL_NAMES["float"]
     seq = render_sequence([(200 + 4 * i, 150 + 10 * np.sin(i / 4), 60, 50) for i in range(12)], size=(640, 480),
                           seed=3)
     runtimes = {b: SiamMixerRuntime(model, RuntimeOptions(search_batch=b)) for b in (0, 1, 2)}

@@ -217,6 +217,17 @@ def test_a_new_run_of_a_deeper_variant_starts_from_a_shallower_runs_weights(tiny
     assert all(torch.equal(state[k], v) for k, v in start.items())  # every XS weight, unchanged
     assert not grown.model.mixer2.layers[1].channel_mixing.fc2.weight.abs().any()  # the new layer: the identity
     grown.run(max_steps=1)  # and it trains
+    # The run records what it started from, across a resume, and an export's provenance carries it (the model's
+    # lineage: the pairs its starting weights had seen).
+    started_from = {"checkpoint": str(checkpoint), "variant": "xs", "pairs_seen": xs.pairs_seen}
+    resumed = Trainer(cfg, tmp_path / "s", resume=True, progress=False)
+    resumed.run(max_steps=2)
+    from siammixer_ros.train.export import initialisation_of
+
+    saved = torch.load(tmp_path / "s" / "checkpoints" / "last.pt", weights_only=False)
+    assert saved["initialised_from"] == started_from and initialisation_of(saved) == started_from
+    del saved["initialised_from"]  # a run from before the record: the export reads the starting file itself
+    assert initialisation_of(saved) == {**started_from, "read_at_export": True}
 
 
 def test_export_reestimates_the_batchnorm_statistics_of_a_checkpoint_made_before_branches(tiny_data: Path,

@@ -5,7 +5,7 @@
 
 Steps: write ``demo/vtest_clip.mp4`` + ``demo/vtest_clip_groundtruth.txt`` as a bag (JPEG CompressedImage,
 ground truth as vision_msgs/Detection2D), replay it at the camera's rate into the tracker node with the
-shipped model (``models/siammixer_xs.onnx``), record and score the node's detections, run the same
+shipped model (``models/siammixer_s.onnx``), record and score the node's detections, run the same
 tracker offline for comparison, print the report (success AUC, fps, latency, drops, memory) and write an
 annotated video and a contact sheet (green: ground truth, red: the node's detection on that frame,
 orange: the previous detection held on a frame the node skipped).

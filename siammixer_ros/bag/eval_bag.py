@@ -7,7 +7,7 @@ Two modes:
    ``siammixer-eval`` — one-pass, init on the first annotated frame, every frame processed (no real-time
    constraint). On a raw-image bag the numbers equal those of the sequence the bag was made from.
 
-       siammixer-eval-bag BAG --model models/siammixer_xs.onnx --out results/bag_eval
+       siammixer-eval-bag BAG --model models/siammixer_s.onnx --out results/bag_eval
 
 2. **Score recorded detections** (a bag recorded from the node, e.g. by live evaluation) against the
    ground truth of another bag: ``siammixer-eval-bag GT_BAG --detections OUT_BAG``.

@@ -43,13 +43,14 @@ from siammixer_ros.bag import reader
 from siammixer_ros.bag.eval_bag import LOST_STATE, TRACKER_STATUS, Output, evaluate_bag, score_outputs
 from siammixer_ros.bag.make_bag import STORAGES
 from siammixer_ros.bag.msgtypes import COMPRESSED_IMAGE, DETECTION_2D
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
 from siammixer_ros.eval.report import json_safe
 from siammixer_ros.ros.dds_profile import set_profile_defaults
 from siammixer_ros.ros.messages import STATUS_CODES, rclpy_message, stamp_to_ns, time_message
 from siammixer_ros.ros.stats import process_memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
+DEFAULT_MODEL = REPO_ROOT / "models" / SHIPPED_MODEL_NAMES["float"]
 IDLE_STATE = STATUS_CODES[None]
 
 

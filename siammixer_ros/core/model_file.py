@@ -95,6 +95,11 @@ class ModelError(RuntimeError):
     """A model file is missing, unreadable or not a SiamMixer model."""
 
 
+# The shipped model of each precision, in models/: one place for every default (node, launch, eval, tools). The INT8
+# file is siammixer-quantize's copy of the float one (models/README.md).
+SHIPPED_MODEL_NAMES = {"float": "siammixer_s.onnx", "int8": "siammixer_s_int8.onnx"}
+
+
 def models_dir() -> Path:
     """The package's models/ folder: share/siammixer_ros/models of an installed package, else the source tree's."""
     try:

@@ -16,9 +16,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PEERS_DIR = Path(os.environ.get("SIAMMIXER_PEERS_DIR", REPO_ROOT.parent / "shared" / "peers"))
-DEFAULT_MODEL = REPO_ROOT / "models" / "siammixer_xs.onnx"
+DEFAULT_MODEL = REPO_ROOT / "models" / SHIPPED_MODEL_NAMES["float"]
 
 
 class EvalTracker(Protocol):

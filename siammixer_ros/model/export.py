@@ -1,6 +1,6 @@
 """Export a SiamMixer network to one model file (siammixer_ros/core/model_file.py format).
 
-    python -m siammixer_ros.model.export --variant xs --checkpoint CKPT --out models/siammixer_xs.onnx
+    python -m siammixer_ros.model.export --variant s --checkpoint CKPT --out models/siammixer_s.onnx
     python -m siammixer_ros.model.export --variant xs --random-init --out /tmp/xs_random.onnx   # tests/benchmarks ONLY
 
 The file's main graph is the whole network (template + search -> response); the parts the runtime

@@ -53,7 +53,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
 
 from siammixer_ros.core.errors import ModelError, TrackerParamsError
-from siammixer_ros.core.model_file import models_dir
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES, models_dir
 from siammixer_ros.ros import diagnostics as diag
 from siammixer_ros.ros import heap
 from siammixer_ros.ros.debug_image import draw_debug_image
@@ -78,9 +78,6 @@ from siammixer_ros.ros.session import ProcessedFrame, TargetOutcome, TrackingSes
 from siammixer_ros.ros.stats import process_memory_bytes
 
 NODE_NAME = "siammixer_tracker"
-DEFAULT_MODEL_NAME = "siammixer_xs.onnx"
-# The installed model of each model_precision (the INT8 file is siammixer-quantize's copy of the float one).
-DEFAULT_MODEL_NAMES = {"float": DEFAULT_MODEL_NAME, "int8": "siammixer_xs_int8.onnx"}
 WARN_THROTTLE_S = 5.0
 
 
@@ -89,9 +86,9 @@ class StartupError(RuntimeError):
 
 
 def default_model_path(precision: str = "float") -> Path:
-    """share/siammixer_ros/models/siammixer_xs.onnx (precision "float") or siammixer_xs_int8.onnx ("int8") of the
-    installed package, else the source tree's models/."""
-    return models_dir() / DEFAULT_MODEL_NAMES[precision]
+    """The shipped model of ``precision`` ("float": siammixer_s.onnx, "int8": siammixer_s_int8.onnx) in
+    share/siammixer_ros/models of the installed package, else in the source tree's models/."""
+    return models_dir() / SHIPPED_MODEL_NAMES[precision]
 
 
 # Requests the services hold while one is being answered. ROS's default (10) silently lost 89 of 100 concurrent

@@ -59,11 +59,12 @@ class ParamSpec:
 _STRING_ARRAYS = {"providers"}
 
 NODE_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "SiamMixer ONNX model file; empty: models/siammixer_xs.onnx installed with the "
+    ParamSpec("model_path", "", "SiamMixer ONNX model file; empty: models/siammixer_s.onnx installed with the "
               "package (share/siammixer_ros/models)", read_only=True),
     ParamSpec("model_precision", "float", "Which installed model an empty model_path selects: float "
-              "(models/siammixer_xs.onnx) or int8 (models/siammixer_xs_int8.onnx, its static INT8 copy: faster "
-              "whole-image inference on x86 with VNNI, same validation AUC within 0.01; docs/network.md)",
+              "(models/siammixer_s.onnx) or int8 (models/siammixer_s_int8.onnx, its static INT8 copy: 1.06-1.15x "
+              "faster whole-image inference on an AVX2 CPU, more with VNNI; validation AUC 0.526 against 0.538, "
+              "models/README.md)",
               read_only=True, choices=("float", "int8")),
     ParamSpec("image_topic", "image", "Input image topic (remap it or set it); with input_type compressed the "
               "node subscribes to <image_topic>/compressed (image_transport's naming)", read_only=True),

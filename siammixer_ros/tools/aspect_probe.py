@@ -1,6 +1,6 @@
 """Does the network's response say how the target's aspect ratio changed? A probe for an aspect search.
 
-    python -m siammixer_ros.tools.aspect_probe --model models/siammixer_xs.onnx --out benchmarks/aspect_probe
+    python -m siammixer_ros.tools.aspect_probe --model models/siammixer_s.onnx --out benchmarks/aspect_probe
 
 The tracker's scale search keeps the first frame's aspect ratio, and on the selection split most of the AUC it
 loses is the box's fit (docs/tracker.md). An aspect search would try stretched crops and keep the aspect whose
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from siammixer_ros.core.crop import box_center, image_mean, to_nchw
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
 from siammixer_ros.core.runtime import RuntimeOptions, SiamMixerRuntime
 from siammixer_ros.tools import write_result
 from siammixer_ros.train.data import context_side, crop_linear, warp_crop
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m siammixer_ros.tools.aspect_probe",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="models/siammixer_xs.onnx")
+    parser.add_argument("--model", default=f"models/{SHIPPED_MODEL_NAMES['float']}")
     parser.add_argument("--dataset", default="../shared/data/sequences")
     parser.add_argument("--sequences", default=",".join(SELECTION_SEQUENCES),
                         help="training-split sequences (default: the selection split)")

@@ -5,7 +5,7 @@ template branch; search + correlation at 1, 3 and 5 scales, for each execution m
 achieved GFLOP/s (2 x MACs / latency) as a fraction of this machine's matmul peak, measured in the same
 run (onnxruntime MatMul and numpy, 1024x1024 float32, same thread counts).
 
-    python -m siammixer_ros.tools.bench_network --model models/siammixer_xs.onnx
+    python -m siammixer_ros.tools.bench_network --model models/siammixer_s.onnx
     python -m siammixer_ros.tools.bench_network --random-init xs   # exports random weights to a temp dir (torch)
 
 Latency does not depend on the weights' values, so a random-weight export is a fair benchmark model.

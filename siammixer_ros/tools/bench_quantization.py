@@ -14,7 +14,7 @@ Writes ``benchmarks/quantization.json`` and ``benchmarks/quantization.md``:
 - validation AUC of both files with the same tracker, read from two ``siammixer-eval`` result folders
   (``--eval-float``/``--eval-int8``; the runner is not called from here, each model is evaluated once).
 
-    siammixer-bench-quantization --float models/siammixer_xs.onnx --int8 models/siammixer_xs_int8.onnx \\
+    siammixer-bench-quantization --float models/siammixer_s.onnx --int8 models/siammixer_s_int8.onnx \\
         --eval-float results/val_float --eval-int8 results/val_int8
 """
 

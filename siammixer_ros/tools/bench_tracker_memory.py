@@ -1,6 +1,6 @@
 """Resident memory and CPU time of SiamMixerTracker.update() alone (no ROS), one configuration per fresh process.
 
-    python -m siammixer_ros.tools.bench_tracker_memory --model models/siammixer_xs.onnx --search-batch 1 0
+    python -m siammixer_ros.tools.bench_tracker_memory --model models/siammixer_s.onnx --search-batch 1 0
 
 For each ``--search-batch`` value (RuntimeOptions.search_batch: search images per onnxruntime call, 0 = the whole
 batch in one call) a fresh interpreter loads the model, starts a track on a synthetic 640x480 frame and runs
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES
 from siammixer_ros.tools.bench_node import node_memory_mib
 
 
@@ -73,7 +74,7 @@ def measure(model: str, search_batch: int, updates: int, threads: int, width: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="models/siammixer_xs.onnx")
+    parser.add_argument("--model", default=f"models/{SHIPPED_MODEL_NAMES['float']}")
     parser.add_argument("--search-batch", type=int, nargs="+", default=[1, 0],
                         help="RuntimeOptions.search_batch values, one fresh process each (default: 1 0)")
     parser.add_argument("--updates", type=int, default=300)

@@ -1,6 +1,6 @@
 """Where the time of a model file's part goes, per network block and operator, float vs INT8, measured in one run.
 
-    python -m siammixer_ros.tools.profile_parts models/siammixer_xs.onnx models/siammixer_xs_int8.onnx \\
+    python -m siammixer_ros.tools.profile_parts models/siammixer_s.onnx models/siammixer_s_int8.onnx \\
         --out benchmarks/int8_profile
 
 For each file the part (default ``search``, at the tracker's 3 scales in one batch, 1 thread) runs on the same random

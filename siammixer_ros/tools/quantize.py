@@ -18,7 +18,7 @@ The output is one model file of the same format (core/model_file.py) that the ru
 unchanged; ``siammixer.quantization`` says how it was made (the runtime refuses a file where it does not match the
 parts). Needs the ``onnx`` package (the ``train`` extra), like siammixer-export.
 
-    siammixer-quantize models/siammixer_xs.onnx models/siammixer_xs_int8.onnx
+    siammixer-quantize models/siammixer_s.onnx models/siammixer_s_int8.onnx
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from typing import Any
 
 from siammixer_ros.core.model_file import file_sha256
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dict[str, Any]:
     import torch
@@ -52,6 +54,27 @@ def provenance_of(state: dict[str, Any], run_dir: Path, checkpoint: Path) -> dic
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def initialisation_of(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The weights a run started from (config ``init_checkpoint``): path, variant and the pairs they had seen.
+
+    Runs record it at their start; for a run from before that, the file is read now (``read_at_export``)."""
+    if state.get("initialised_from"):
+        return dict(state["initialised_from"])
+    init = state.get("config", {}).get("init_checkpoint")
+    if not init:
+        return None
+    record: dict[str, Any] = {"checkpoint": str(init)}
+    path = Path(init)
+    if not path.is_absolute() and not path.is_file():
+        path = REPO_ROOT / path
+    if path.is_file():
+        import torch
+
+        start = torch.load(path, map_location="cpu", weights_only=False)
+        record.update(variant=start.get("variant"), pairs_seen=int(start.get("pairs_seen", 0)), read_at_export=True)
+    return record
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None, run_dir: str | Path | None = None,
@@ -100,6 +123,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None, run_dir: s
     provenance["bn_statistics"] = state.get("bn_statistics") or (
         "per-branch running averages of training" if has_branch_statistics(state["model"])
         else "one running average blending both branches (checkpoint from before per-branch statistics)")
+    initialised_from = initialisation_of(state)
+    if initialised_from:
+        provenance["initialised_from"] = initialised_from
     if dropped_box:
         provenance["box_branch"] = "trained, but left out of this file (export --drop-box-head)"
     provenance["command"] = " ".join(["python -m siammixer_ros.train.cli", "--config", str(run_dir / "config.yaml"),

@@ -2,7 +2,7 @@
 
 ``python -m siammixer_ros.train.hard_negatives --out siammixer_ros/train/hard_negatives.json`` runs the
 project's tracker (``siammixer_ros.core.tracker.SiamMixerTracker``, default parameters) with a model file
-(default ``models/siammixer_xs.onnx``) over every training sequence of the shared README's split, initialised
+(default: the shipped model) over every training sequence of the shared README's split, initialised
 on the first annotated frame. A frame is a *hard negative* when the ground truth is present, the predicted box
 does not overlap it at all (IoU 0) and the tracker is confident (score >= ``--min-score``): it is following
 something else and believes it. Each jump contributes at most ``--per-jump`` frames; then, and whenever the
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from siammixer_ros.core.model_file import file_sha256
+from siammixer_ros.core.model_file import SHIPPED_MODEL_NAMES, file_sha256
 from siammixer_ros.train.cache import default_data_dir
 
 FORMAT = "siammixer-hard-negatives/1"
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "follows another object with confidence (JSON).")
     parser.add_argument("--out", type=Path, required=True,
                         help="output JSON (the committed one: siammixer_ros/train/hard_negatives.json)")
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "siammixer_xs.onnx")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / SHIPPED_MODEL_NAMES["float"])
     parser.add_argument("--data", type=Path, default=default_data_dir(), help="the shared data folder")
     parser.add_argument("--min-score", type=float, default=0.6)
     parser.add_argument("--per-jump", type=int, default=5)

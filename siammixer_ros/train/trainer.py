@@ -348,8 +348,10 @@ class Trainer:
         self.best_step = -1
         self.last_val_pairs = 0
         self.last_track_pairs = 0
+        self.initialised_from: dict[str, Any] | None = None
         if self.resume_state is not None:
             s = self.resume_state
+            self.initialised_from = s.get("initialised_from")
             from siammixer_ros.model.network import load_model_state
 
             # A run may switch the box branch on at a resume: only its weights are new (fresh), and its optimiser
@@ -377,7 +379,10 @@ class Trainer:
 
             # A shallower variant's weights may start a deeper one (XS -> S: the extra Mixer2 layer starts as
             # the identity, so training starts from what the checkpoint computed).
-            load_checkpoint(self.model, cfg.init_checkpoint, grow_depth=True)
+            extras = load_checkpoint(self.model, cfg.init_checkpoint, grow_depth=True)
+            # Recorded with the run: the model's provenance counts the pairs its starting weights saw.
+            self.initialised_from = {"checkpoint": str(cfg.init_checkpoint), "variant": extras.get("variant"),
+                                     "pairs_seen": int(extras.get("pairs_seen", 0))}
         self.batches = BatchSource(self.sampler, cfg, self.teacher, cfg.prefetch)
         self._stop_requested = False
 
@@ -390,6 +395,7 @@ class Trainer:
                 "config": config_to_dict(self.cfg), "variant": self.cfg.variant,
                 "train_sequences": self.train_names, "val_sequences": self.val_names,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
                 **({"feature_adapter": self.adapter.state_dict()} if self.adapter is not None else {})}
 
     def save(self, name: str = "last.pt", extra: dict[str, Any] | None = None) -> Path:

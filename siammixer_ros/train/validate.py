@@ -357,9 +357,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-estimate a checkpoint's BatchNorm statistics per branch first, on N pairs of its "
                              "training sequences (default: only for checkpoints without per-branch statistics; "
                              "0: never)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="one TrackerParams value of the tracker backend (repeatable), e.g. to compare tracker "
+                             "settings with temporal restarts")
     args = parser.parse_args(argv)
     if args.starts < 1:
         parser.error("--starts must be at least 1")
+    from siammixer_ros.core.errors import TrackerParamsError
+    from siammixer_ros.eval.cli import tracker_params_from_args
+
+    try:
+        params = tracker_params_from_args(None, args.set) or None
+    except TrackerParamsError as error:
+        parser.error(str(error))
+    if params and args.backend != "tracker":
+        parser.error("--set needs the tracker backend")
     torch.set_num_threads(args.threads)
     names = SELECTION_SEQUENCES if args.split == "selection" else VAL_SEQUENCES
     sequences = load_cached_sequences(args.data, args.cache, list(names))
@@ -367,16 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     for ckpt in args.checkpoints:
         t0 = time.time()
         if ckpt.suffix == ".onnx":
-            metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames, starts=args.starts)
+            metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames, params, starts=args.starts)
             metrics["pairs_seen"] = -1
         else:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
             model = model_from_checkpoint_state(state, args.bn_pairs, data_dir=args.data, cache_dir=args.cache)
             if args.backend == "tracker":
-                metrics = tracker_tracking_auc(model, sequences, args.max_frames, starts=args.starts)
+                metrics = tracker_tracking_auc(model, sequences, args.max_frames, params, starts=args.starts)
             else:
                 metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False, starts=args.starts)
             metrics["pairs_seen"] = state.get("pairs_seen", -1)
+        if params:
+            metrics["tracker_params"] = params
         results[str(ckpt)] = metrics
         per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
         pairs = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
