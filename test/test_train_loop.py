@@ -479,3 +479,32 @@ def test_temporal_restarts_spread_passes_so_one_early_failure_does_not_decide() 
     assert one["val_track_auc"] == pytest.approx(perfect * 14 / 84)
     assert three["val_track_auc"] == pytest.approx(perfect * (14 / 84 + 1 + 1) / 3)
     assert three["auc/s"] == three["val_track_auc"]
+
+
+def test_validate_scores_a_model_file_with_other_tracker_settings(monkeypatch, tmp_path: Path, capsys) -> None:
+    # `train.validate FILE --set NAME=VALUE`: tracker settings compared with temporal restarts on the selection
+    # split; they reach the tracker, are recorded with the result, and a wrong one stops with a clear message.
+    import json
+
+    import siammixer_ros.train.cache as cache
+    import siammixer_ros.train.validate as validate
+
+    seen: list[dict | None] = []
+
+    def scored(path, sequences, max_frames, params=None, starts=1):
+        seen.append(params)
+        return {"auc/s": 0.5, "val_track_auc": 0.5}
+
+    monkeypatch.setattr(cache, "load_cached_sequences", lambda *args, **kwargs: [])
+    monkeypatch.setattr(validate, "model_file_tracking_auc", scored)
+    out = tmp_path / "r.json"
+    assert validate.main(["m.onnx", "--set", "window_influence=0.12", "--set", "scale_lr=0.8", "--json",
+                          str(out)]) == 0
+    assert seen == [{"window_influence": 0.12, "scale_lr": 0.8}]
+    assert json.loads(out.read_text())["m.onnx"]["tracker_params"] == seen[0]
+    assert validate.main(["m.onnx"]) == 0 and seen[-1] is None  # no --set: the defaults
+    for bad, message in ((["--set", "window_influence=-1"], "window_influence"), (["--set", "nothing"], "NAME=VALUE"),
+                         (["--set", "scale_lr=0.8", "--backend", "builtin"], "tracker backend")):
+        with pytest.raises(SystemExit):
+            validate.main(["m.onnx", *bad])
+        assert message in capsys.readouterr().err
