@@ -66,3 +66,29 @@ def test_eval_cli_takes_tracker_parameters(tmp_path, capsys):
         cli.tracker_params_from_args(None, ["scale_num=2"])
     with pytest.raises(TrackerParamsError, match="NAME=VALUE"):
         cli.tracker_params_from_args(None, ["scale_num"])
+
+
+def test_bench_tracker_times_model_files_and_configurations_round_robin(tmp_path) -> None:
+    # siammixer-bench-tracker --compare A B: the tracker on each file in turn on the same frames, 1 and 2 threads, so
+    # that their ratio comes from one run; --memories GRID: the same for a grid's configurations on one file.
+    from siammixer_ros.testing.ncc_model import ncc_box_model_path, ncc_model_path
+    from siammixer_ros.tools.bench_tracker import main
+
+    a, b = ncc_model_path(16), ncc_box_model_path()
+    small = ["--frames", "4", "--warmup", "1", "--width", "320", "--height", "240", "--out-dir", str(tmp_path)]
+    assert main(["--compare", str(a), str(b), *small]) == 0
+    report = json.loads((tmp_path / "tracker_models.json").read_text())
+    assert set(report["threads"]) == {"1", "2"}
+    for rows in report["threads"].values():
+        assert list(rows) == [str(a), str(b)] and all(r["median_s"] > 0 for r in rows.values())
+    table = (tmp_path / "tracker_models.md").read_text()
+    assert f"| {a} | 1 |" in table and "+0.00 ms (1.00x)" in table
+    with pytest.raises(SystemExit):
+        main(["--compare", str(a), *small])  # one file: nothing to compare
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"configs": {"plain": {"template_weight": 0.0}, "memories": {}}}, sort_keys=False))
+    assert main(["--model", str(a), "--memories", str(grid), *small]) == 0
+    memories = json.loads((tmp_path / "tracker_memories.json").read_text())
+    assert list(memories["threads"]["1"]) == ["plain", "memories"]
+    assert "| plain | 1 |" in (tmp_path / "tracker_memories.md").read_text()

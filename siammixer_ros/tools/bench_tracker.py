@@ -9,6 +9,12 @@ validation ablation runs, see siammixer_ros/tools/tune_tracker.py) costs per upd
 the same frames, round-robin (so all see the same machine load), at 1 and 2 threads; results in
 ``benchmarks/tracker_memories.{json,md}``.
 
+    python -m siammixer_ros.tools.bench_tracker --compare A.onnx B.onnx
+
+``--compare`` times the tracker with its default parameters on each model file the same way (round-robin on the
+same frames, 1 and 2 threads): what one model costs against another, measured in one run;
+``benchmarks/tracker_models.{json,md}``.
+
 Without --model, a SiamMixer-XS with RANDOM weights is exported to a temporary file (needs the training
 extra, torch); with --ncc, the NCC test model (stride 16, the XS geometry) is used instead. Random or test
 weights are fine here: the time does not depend on the weights. The state machine is disabled (every frame
@@ -30,8 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -130,6 +135,42 @@ def run_benchmark(
     }
 
 
+def _round_robin(trackers: dict[str, Any], frames_list: list, first_box: tuple, frames: int, warmup: int
+                 ) -> dict[str, dict[str, float]]:
+    """Update every tracker on the same frame in turn (so all see the same machine load); per-tracker median / mean /
+    p90 update time and the memories' own time. The frames repeat, each tracker restarted on the first."""
+    n_distinct = len(frames_list)
+    records: dict[str, list[dict[str, float]]] = {name: [] for name in trackers}
+    for i in range(warmup + frames):
+        index = i % (n_distinct - 1)
+        for name, tracker in trackers.items():
+            if index == 0:  # restart the sequence so the target stays where the frames put it
+                tracker.init(frames_list[0], first_box)
+            result = tracker.update(frames_list[1 + index])
+            if i >= warmup:
+                records[name].append(result.timings)
+    out = {}
+    for name, recs in records.items():
+        totals = [r["total"] for r in recs]
+        memory = [r.get("memory", 0.0) + r.get("inference_template", 0.0) for r in recs]
+        out[name] = {"median_s": statistics.median(totals), "mean_s": statistics.fmean(totals),
+                     "p90_s": _percentile(totals, 90), "memory_median_s": statistics.median(memory),
+                     "memory_mean_s": statistics.fmean(memory)}
+    return out
+
+
+def _benchmark_frames(width: int, height: int, frames: int, sequence: Path | None) -> tuple[list, tuple]:
+    """The frames to track and the first box: a synthetic target, or a real ``sequence`` folder's frames."""
+    if sequence is None:
+        seq = _synthetic_sequence(width, height)
+        return list(seq.frames), seq.boxes[0]
+    from siammixer_ros.eval.datasets import load_dataset
+
+    (real,) = load_dataset(sequence)
+    n_distinct = min(len(real), frames + 1)
+    return [real.frames[i] for i in range(n_distinct)], tuple(float(v) for v in real.boxes[0])
+
+
 def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup: int, width: int,
                      height: int, sequence: Path | None = None) -> dict:
     """Median / mean / p90 update() time and the memories' own time per configuration of ``grid``, round-robin, on
@@ -142,62 +183,57 @@ def run_memory_costs(model: Path, grid: Path, threads: int, frames: int, warmup:
 
     configs = configurations(yaml.safe_load(grid.read_text()))
     runtime = SiamMixerRuntime(model, RuntimeOptions(intra_op_threads=threads))
-    if sequence is None:
-        seq = _synthetic_sequence(width, height)
-        n_distinct = len(seq)
-        first_box = seq.boxes[0]
-    else:
-        from siammixer_ros.eval.datasets import load_dataset
-
-        (real,) = load_dataset(sequence)
-        n_distinct = min(len(real), frames + 1)
-        seq = SimpleNamespace(frames=[real.frames[i] for i in range(n_distinct)])
-        first_box = tuple(float(v) for v in real.boxes[0])
+    frames_list, first_box = _benchmark_frames(width, height, frames, sequence)
     trackers = {name: SiamMixerTracker(runtime=runtime, params=values) for name, values in configs.items()}
-    records: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
-    for i in range(warmup + frames):
-        index = i % (n_distinct - 1)
-        for name, tracker in trackers.items():
-            if index == 0:  # restart the sequence so the target stays where the frames put it
-                tracker.init(seq.frames[0], first_box)
-            result = tracker.update(seq.frames[1 + index])
-            if i >= warmup:
-                records[name].append(result.timings)
-    out = {}
-    for name, recs in records.items():
-        totals = [r["total"] for r in recs]
-        memory = [r.get("memory", 0.0) + r.get("inference_template", 0.0) for r in recs]
-        out[name] = {"params": configs[name], "median_s": statistics.median(totals),
-                     "mean_s": statistics.fmean(totals), "p90_s": _percentile(totals, 90),
-                     "memory_median_s": statistics.median(memory), "memory_mean_s": statistics.fmean(memory)}
-    return out
+    results = _round_robin(trackers, frames_list, first_box, frames, warmup)
+    return {name: {"params": configs[name], **results[name]} for name in configs}
 
 
-def write_memory_reports(results: dict[int, dict], command: str, model: Path, frames: int, out_dir: Path,
+def run_model_costs(models: list[Path], threads: int, frames: int, warmup: int, width: int, height: int) -> dict:
+    """update() time of the tracker with its defaults on each model file, round-robin on the same synthetic frames:
+    the ratio of two models measured in one run."""
+    from siammixer_ros.core.runtime import RuntimeOptions
+    from siammixer_ros.core.tracker import SiamMixerTracker
+
+    frames_list, first_box = _benchmark_frames(width, height, frames, None)
+    trackers = {str(m): SiamMixerTracker(m, runtime_options=RuntimeOptions(intra_op_threads=threads)) for m in models}
+    return _round_robin(trackers, frames_list, first_box, frames, warmup)
+
+
+def write_memory_reports(results: dict[int, dict], command: str, model: Path | None, frames: int, out_dir: Path,
                          size: tuple[int, int], sequence: Path | None = None) -> tuple[Path, Path]:
+    """The tables of run_memory_costs (``model`` given) or of run_model_costs (``model`` None: one row per file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "tracker_memories" if sequence is None else f"tracker_memories_{sequence.name}"
+    if model is None:
+        stem, title, row = "tracker_models", "# Tracker update() per model file, measured in one run", "model file"
+        subject = "The tracker with its default parameters on each model file"
+        memory_note = "`memory` = the default memories' own time (template-branch inference included)."
+    else:
+        stem = "tracker_memories" if sequence is None else f"tracker_memories_{sequence.name}"
+        title, row, subject = "# Cost of the tracker's memories per update()", "configuration", f"Model {model.name}"
+        memory_note = ("`memory` = the online model, distractors and template memory (template-branch inference "
+                       "included).")
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    payload = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": str(model),
+    payload = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "model": str(model) if model else None,
                "frames": frames, "frame": list(size), "cpus": os.cpu_count(), "platform": platform.platform(),
                "threads": {str(t): r for t, r in results.items()}}
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    lines = ["# Cost of the tracker's memories per update()", "",
+    unit = "configuration" if model is not None else "file"
+    lines = [title, "",
              f"`{command}` — {payload['date']}, {payload['cpus']} CPUs (shared machine)", "",
-             f"Model {model.name}; "
+             f"{subject}; "
              + (f"synthetic {size[0]}x{size[1]} frames" if sequence is None else f"the frames of {sequence}")
-             + f", {frames} timed updates per configuration "
-             "and thread count, all configurations round-robin on the same frames; the state machine as configured "
-             "(3 scales while tracking). `memory` = the online model, distractors and template memory "
-             "(template-branch inference included).", "",
-             "| configuration | threads | median ms | mean ms | p90 ms | memory median ms | memory mean ms | "
+             + f", {frames} timed updates per {unit} and thread count, all {unit}s round-robin on the same frames; "
+             f"the state machine as configured (3 scales while tracking). {memory_note}", "",
+             f"| {row} | threads | median ms | mean ms | p90 ms | memory median ms | memory mean ms | "
              "median vs first |", "|---|---|---|---|---|---|---|---|"]
     for threads, res in results.items():
         first = next(iter(res.values()))["median_s"]
         for name, r in res.items():
             lines.append(f"| {name} | {threads} | {1000 * r['median_s']:.2f} | {1000 * r['mean_s']:.2f} | "
                          f"{1000 * r['p90_s']:.2f} | {1000 * r['memory_median_s']:.2f} | "
-                         f"{1000 * r['memory_mean_s']:.2f} | {1000 * (r['median_s'] - first):+.2f} ms |")
+                         f"{1000 * r['memory_mean_s']:.2f} | {1000 * (r['median_s'] - first):+.2f} ms "
+                         f"({r['median_s'] / first:.2f}x) |")
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
 
@@ -257,13 +293,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence", type=Path, default=None,
                         help="with --memories: a sequence folder (e.g. ../shared/data/sequences/Football1) instead of "
                              "synthetic frames")
+    parser.add_argument("--compare", type=Path, nargs="+", default=None, metavar="MODEL",
+                        help="time the tracker (default parameters) on each of these model files, round-robin on "
+                             "the same frames, at 1 and 2 threads (benchmarks/tracker_models.md): their ratio in one "
+                             "run")
     args = parser.parse_args(argv)
+    command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+    if args.compare is not None:
+        if len(args.compare) < 2:
+            parser.error("--compare needs at least two model files")
+        results = {threads: run_model_costs(args.compare, threads, args.frames, args.warmup, args.width,
+                                            args.height) for threads in (1, 2)}
+        paths = write_memory_reports(results, command, None, args.frames, args.out_dir, (args.width, args.height))
+        print(paths[1].read_text())
+        return 0
     if args.memories is not None:
         if args.model is None:
             parser.error("--memories needs --model (a trained model: the memories' gates depend on its scores)")
         results = {threads: run_memory_costs(args.model, args.memories, threads, args.frames, args.warmup,
                                              args.width, args.height, args.sequence) for threads in (1, 2)}
-        command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
         paths = write_memory_reports(results, command, args.model, args.frames, args.out_dir,
                                      (args.width, args.height), args.sequence)
         print(paths[1].read_text())
