@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from siammixer_ros.core.postprocess import hann_window, peak_to_sidelobe, scale_factors, select_peak, sigmoid, upsample
+from siammixer_ros.core.postprocess import (
+    hann_window,
+    parabola_vertex,
+    peak_to_sidelobe,
+    scale_factors,
+    select_peak,
+    sigmoid,
+    upsample,
+)
 
 
 def test_scale_factors_are_symmetric_powers_of_the_step():
@@ -56,6 +64,32 @@ def test_scale_penalty_needs_evidence_and_handles_negative_logits():
     # All peaks negative: multiplying by the penalty would favour the penalised scales; it must not.
     neg = np.stack([base - 6, base - 6, base - 6])
     assert select_peak(neg, 8, 4, penalties, None, 0.0, 2).index == 1
+
+
+def test_scale_between_the_scales_is_the_vertex_of_the_parabola_through_the_peaks():
+    # Peaks sampled from a parabola peaking at 1.3 (index units) give back 1.3; at 0.4 likewise.
+    for top in (1.3, 0.4):
+        values = np.array([-(i - top) ** 2 for i in range(3)])
+        assert parabola_vertex(values, int(np.argmax(values))) == pytest.approx(top)
+    # Never beyond the scales searched, and no estimate from a parabola with no maximum between them.
+    assert parabola_vertex(np.array([0.0, 1.0, 1.9]), 2) == 2.0
+    assert parabola_vertex(np.array([1.0, 0.5, 0.9]), 0) == 0.0
+    assert parabola_vertex(np.array([1.0, 1.0, 1.0]), 1) == 1.0
+    # Five scales: the three around the winner.
+    five = np.array([-((i - 2.2) ** 2) for i in range(5)])
+    five[0] = five[4] = 10.0  # far from the winner: not used
+    assert parabola_vertex(five, 2) == pytest.approx(2.2)
+
+
+def test_select_peak_reports_the_interpolated_scale_only_when_asked():
+    base = _peaked_map(17, 8, 8)
+    penalties = np.array([0.9745, 1.0, 0.9745])
+    maps = np.stack([base, base + 0.3, base + 0.2])
+    plain = select_peak(maps, 8, 4, penalties, None, 0.0, 2)
+    assert plain.index == 1 and plain.scale_position is None
+    between = select_peak(maps, 8, 4, penalties, None, 0.0, 2, interpolate_scale=True)
+    assert between.index == 1 and 1.0 < between.scale_position < 1.5
+    assert (between.dx, between.dy, between.logit) == (plain.dx, plain.dy, plain.logit)  # position: the winner's
 
 
 def test_psr_is_high_for_a_sharp_peak_low_for_noise_and_offset_invariant():

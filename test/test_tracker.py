@@ -84,6 +84,30 @@ def test_scale_change_is_followed(runtime, grow):
     assert abs(results[-1].box[2] / boxes[0][2] - 1) > 0.5 * abs(boxes[-1][2] / boxes[0][2] - 1)
 
 
+def test_parabola_scale_estimate_follows_fast_growth_without_jitter(runtime):
+    # A target growing 3.5 % a frame at first (2.4x in 40 frames) outruns SiamFC's arg-max scale at step 1.0375
+    # (at most 1 + 0.59 * 0.0375 = 2.2 % a frame). A wider step with the size read between the scales follows it;
+    # the same wider step read by arg-max jumps a whole step each frame (the jitter the parabola avoids).
+    boxes = [(200 - 20 * 0.035 * i, 150 - 18 * 0.035 * i, 40 * (1 + 0.035 * i), 36 * (1 + 0.035 * i)) for i in FRAMES]
+    seq = render_sequence(boxes, seed=3)
+
+    def run(**params):
+        results = track(SiamMixerTracker(runtime=runtime, params={**PLAIN, **params}), seq)
+        widths = np.array([r.box[2] for r in results])
+        return quality(results, seq)[0], np.std(np.diff(np.log(widths[5:])))
+
+    siamfc_ious, _ = run()  # the defaults: arg-max, step 1.0375
+    wide_argmax_ious, wide_argmax_jitter = run(scale_step=1.08)
+    parabola_ious, parabola_jitter = run(scale_estimate="parabola", scale_step=1.08)
+    assert parabola_ious.min() > 0.88 and parabola_ious.mean() > siamfc_ious.mean() + 0.04, (parabola_ious, siamfc_ious)
+    assert parabola_jitter < 0.5 * wide_argmax_jitter, (parabola_jitter, wide_argmax_jitter)
+    # A still target keeps its size exactly with the parabola too.
+    still = render_sequence([(150, 120, 40, 36)] * 12, seed=3)
+    results = track(SiamMixerTracker(runtime=runtime, params={**PLAIN, "scale_estimate": "parabola",
+                                                               "scale_step": 1.08}), still)
+    np.testing.assert_allclose([r.box[2] for r in results], 40, atol=0.5)
+
+
 def test_partly_occluded_target_is_kept(runtime):
     boxes = [(100 + 2 * i, 80, 48, 48) for i in FRAMES]
     # An occluder covering about 30 % of the target's width for 15 frames.

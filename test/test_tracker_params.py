@@ -12,7 +12,7 @@ def test_defaults_are_the_siamfc_settings():
     p = TrackerParams()
     assert (p.context_amount, p.scale_num, p.scale_step, p.scale_penalty, p.scale_lr, p.window_influence) == (
         0.5, 3, 1.0375, 0.9745, 0.59, 0.176)
-    assert p.response_up == 16
+    assert p.scale_estimate == "argmax" and p.response_up == 16
 
 
 def test_params_are_frozen():
@@ -34,6 +34,7 @@ def test_from_dict_and_unknown_keys_are_named():
     ({"response_up": True}, "response_up"),
     ({"window_influence": float("nan")}, "window_influence"),
     ({"lost_score": 0.9}, "lost_score"),
+    ({"scale_estimate": "quadratic"}, "scale_estimate.*argmax, parabola"),
 ])
 def test_invalid_values_raise_naming_the_parameter(changes, name):
     with pytest.raises(TrackerParamsError, match=name):

@@ -23,14 +23,17 @@ from typing import Any
 
 from siammixer_ros.core.errors import TrackerParamsError
 
-__all__ = ["BOX_MODES", "TrackerParams"]
+__all__ = ["BOX_MODES", "SCALE_ESTIMATES", "TrackerParams"]
 
 #: How the box's size is found: ``scale`` (SiamFC's scale search, the box keeps its aspect ratio), ``regression``
 #: (one search crop; the cell and the box come from the model's box output, NanoTrack style), ``both`` (the scale
 #: search chooses the crop and the peak as with ``scale``; the box output at the peak gives the size).
 BOX_MODES = ("scale", "regression", "both")
+#: How the scale search's size is read from the scales' peaks: ``argmax`` (SiamFC: the winning scale) or
+#: ``parabola`` (the vertex of the parabola through the penalised peaks, between the scales).
+SCALE_ESTIMATES = ("argmax", "parabola")
 # Fields holding a word, not a number, and the words allowed.
-_CHOICES = {"box_mode": BOX_MODES}
+_CHOICES = {"box_mode": BOX_MODES, "scale_estimate": SCALE_ESTIMATES}
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,19 @@ class TrackerParams:
     context_amount: float = 0.5
     #: Number of search scales, odd: 1, 3 or 5 (all scales go to the network in one batched call).
     scale_num: int = 3
-    #: Ratio between neighbouring scales: scales are ``scale_step ** linspace(-(n-1)/2, (n-1)/2, n)``.
+    #: Ratio between neighbouring scales: scales are ``scale_step ** linspace(-(n-1)/2, (n-1)/2, n)``. With the
+    #: arg-max the size changes by at most ``scale_lr * (scale_step - 1)`` a frame (2.2 %); a wider step read by the
+    #: parabola (below) follows faster changes (docs/tracker.md, "The scale between the scales").
     scale_step: float = 1.0375
     #: Penalty of every scale other than 1 (positive peak logits are multiplied by it, negative ones
     #: divided), so that a scale change needs evidence.
     scale_penalty: float = 0.9745
     #: Learning rate of the size update: ``size *= (1 - scale_lr) + scale_lr * best_scale``.
     scale_lr: float = 0.59
+    #: ``argmax``: the size follows the winning scale (SiamFC); ``parabola``: the scale where the parabola through
+    #: the penalised peaks of the winning scale and its neighbours peaks (between the scales searched, never
+    #: beyond), so that a wider ``scale_step`` can follow fast size changes without jumping a whole step.
+    scale_estimate: str = "argmax"
     #: Weight of the cosine (Hann) window blended into the normalised response (motion prior).
     window_influence: float = 0.176
     #: Upsampling factor of the response map (bicubic) before the peak is located.

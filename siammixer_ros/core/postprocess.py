@@ -106,6 +106,8 @@ class Peak:
     dy: float
     logit: float  # raw (upsampled, unwindowed) response at the peak
     psr: float  # peak-to-sidelobe ratio of that crop's raw map
+    # Scale estimate in units of the batch index (``index`` itself unless interpolated between scales).
+    scale_position: float | None = None
 
     @property
     def score(self) -> float:
@@ -121,12 +123,14 @@ def select_peak(
     window_influence: float,
     psr_exclude_radius: int,
     out: np.ndarray | None = None,
+    interpolate_scale: bool = False,
 ) -> Peak:
     """Choose the crop and the peak (SiamFC): upsample every map, pick the crop whose penalised peak
     is highest (``penalties`` < 1 for scales other than 1: a positive peak logit is multiplied by the
     penalty as in SiamFC, a negative one divided by it, so that the penalty always makes a scale change
     less likely), normalise that map to sum 1, blend the window in with ``window_influence`` and take
-    the arg-max.
+    the arg-max. ``interpolate_scale``: also estimate the scale between the crops (:func:`parabola_vertex`
+    of the penalised peaks, ``Peak.scale_position``); the position still comes from the winning crop.
 
     ``responses``: raw maps ``(B, R, R)`` or ``(B, 1, R, R)``; ``window``: ``(uR, uR)`` float32 summing to 1;
     ``out``: optional ``(B, uR, uR)`` float32 buffer for the upsampled maps.
@@ -147,6 +151,7 @@ def select_peak(
         best = int(np.argmax(peaks))
     else:
         best = 0
+    position = parabola_vertex(penalised, best) if interpolate_scale and b > 2 and penalties is not None else None
     chosen = maps[best]
     if window is not None and window_influence > 0:
         # SiamFC: shift the map to >= 0, normalise it to sum 1, blend with the window (which sums to 1).
@@ -166,7 +171,22 @@ def select_peak(
         dy=(py - center) * step,
         logit=float(chosen[py, px]),
         psr=peak_to_sidelobe(responses[best], psr_exclude_radius),
+        scale_position=position,
     )
+
+
+def parabola_vertex(values: np.ndarray, best: int) -> float:
+    """Where the parabola through three neighbouring ``values`` (equally spaced, here the penalised peaks of
+    scales spaced evenly in log scale) peaks, in units of the index: the three around ``best`` (the three at the
+    end when ``best`` is the first or last), the vertex kept within ``[0, len - 1]``. A parabola that is not
+    concave (no maximum between them) gives ``best`` itself: no scale estimate beyond the arg-max."""
+    centre = min(max(best, 1), len(values) - 2)
+    y0, y1, y2 = (float(v) for v in values[centre - 1:centre + 2])
+    curvature = y0 - 2.0 * y1 + y2
+    if not curvature < 0:  # flat or convex (also NaN): keep the arg-max
+        return float(best)
+    vertex = centre + 0.5 * (y0 - y2) / curvature
+    return float(min(max(vertex, 0.0), len(values) - 1.0))
 
 
 # --- box regression (models with a box output) -----------------------------------------------------------------

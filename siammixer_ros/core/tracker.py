@@ -86,7 +86,8 @@ class TrackResult:
 
     box: ``(x, y, w, h)`` pixels, clipped to the image, at least ``min_box_size`` wide/high (where the
     image allows). score: ``sigmoid(peak logit)`` in [0, 1] (1.0 on init). psr: peak-to-sidelobe ratio of
-    the raw response (``inf`` on init). scale: the search scale chosen (1.0 when lost or on init).
+    the raw response (``inf`` on init). scale: the search scale found (the winning one, or between the scales
+    with ``scale_estimate`` parabola; 1.0 when lost or on init).
     search_crops: how many crops went to the network (scales, or tiles while lost; 0 on init).
     timings: seconds, keys ``crop``, ``inference`` (network total), ``inference_<part>`` (the runtime's
     per-part times: ``inference_search``, ``inference_head``; ``inference_template`` on init),
@@ -346,6 +347,7 @@ class SiamMixerTracker:
                 influence,
                 params.psr_exclude_radius,
                 out=upsampled,
+                interpolate_scale=params.scale_estimate == "parabola",
             )
             if boxes is not None:  # both: the regression's size where the scale search found the target
                 crop_to = info.search_size / sizes[peak.index]
@@ -375,7 +377,7 @@ class SiamMixerTracker:
             score=peak.score,
             state=new.state,
             psr=peak.psr,
-            scale=1.0 if lost else sizes[peak.index] / x_size,
+            scale=1.0 if lost else self._found_scale(peak, sizes, x_size),
             search_crops=n,
             frame_index=new.frame_index,
             timings=timings,
@@ -595,6 +597,14 @@ class SiamMixerTracker:
                 centers.append((cx, cy))
         return centers or [(target.cx, target.cy)]
 
+    def _found_scale(self, peak: Peak, sizes: list[float], x_size: float) -> float:
+        """The scale the search found, relative to the unsnapped search size: the winning crop as cut (snapped),
+        moved between the scales by the parabola's vertex when one was fitted (``scale_estimate``)."""
+        scale = sizes[peak.index] / x_size
+        if peak.scale_position is not None:
+            scale *= self._params.scale_step ** (peak.scale_position - peak.index)
+        return scale
+
     def _next_target(
         self,
         target: _Target,
@@ -642,8 +652,7 @@ class SiamMixerTracker:
                 w = (1.0 - rate) * w + rate * choice.w * crop_scale
                 h = (1.0 - rate) * h + rate * choice.h * crop_scale
             elif good:
-                # The scale of the crop that won, as cut (snapped), relative to the unsnapped search size.
-                factor = (1.0 - params.scale_lr) + params.scale_lr * sizes[peak.index] / x_size
+                factor = (1.0 - params.scale_lr) + params.scale_lr * self._found_scale(peak, sizes, x_size)
                 w, h = w * factor, h * factor
         cx = min(max(cx, 0.0), width - 1.0)
         cy = min(max(cy, 0.0), height - 1.0)

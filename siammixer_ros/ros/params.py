@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from siammixer_ros.core.params import BOX_MODES, TrackerParams
+from siammixer_ros.core.params import BOX_MODES, SCALE_ESTIMATES, TrackerParams
 from siammixer_ros.core.runtime import MODES
 
 TRACKER_PREFIX = "tracker."
@@ -175,7 +175,7 @@ _TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
     "box_lr": (0.0, 1.0, 0),
     "box_window_influence": (0.0, 1.0, 0),
 }
-_TRACKER_CHOICES: dict[str, tuple[str, ...]] = {"box_mode": BOX_MODES}
+_TRACKER_CHOICES: dict[str, tuple[str, ...]] = {"box_mode": BOX_MODES, "scale_estimate": SCALE_ESTIMATES}
 
 
 def _first_doc_line(field_name: str) -> str:
