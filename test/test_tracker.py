@@ -97,7 +97,7 @@ def test_parabola_scale_estimate_follows_fast_growth_without_jitter(runtime):
         return quality(results, seq)[0], np.std(np.diff(np.log(widths[5:])))
 
     siamfc_ious, _ = run()  # the defaults: arg-max, step 1.0375
-    wide_argmax_ious, wide_argmax_jitter = run(scale_step=1.08)
+    _, wide_argmax_jitter = run(scale_step=1.08)
     parabola_ious, parabola_jitter = run(scale_estimate="parabola", scale_step=1.08)
     assert parabola_ious.min() > 0.88 and parabola_ious.mean() > siamfc_ious.mean() + 0.04, (parabola_ious, siamfc_ious)
     assert parabola_jitter < 0.5 * wide_argmax_jitter, (parabola_jitter, wide_argmax_jitter)
