@@ -149,6 +149,42 @@ def test_augmented_video_pairs_keep_the_target_at_its_label(synthetic_sequences:
         assert np.linalg.norm(peak - pair.target_xy, axis=1).min() <= 16
 
 
+def _red_axis_angle(crop: np.ndarray) -> float:
+    """Orientation of the red rectangle's long axis in degrees, in (-90, 90] (second moments of its pixels)."""
+    mask = (np.abs(crop.astype(np.int16) - np.array(TARGET_COLOUR, np.int16)) < 60).all(axis=2)
+    ys, xs = np.nonzero(mask)
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
+    return float(np.degrees(0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])))
+
+
+def test_wide_rotation_turns_the_search_crop_and_keeps_the_target_at_its_label(
+        synthetic_sequences: list[CachedSequence]) -> None:
+    # The 24 x 16 red rectangle lies along x in every frame: its axis in the crop is the crop's rotation.
+    narrow = PairConfig(sources={"video": 1.0}, max_gap=5, augment=_geometry_only(stretch=0.0))
+    wide = PairConfig(sources={"video": 1.0}, max_gap=5,
+                      augment=_geometry_only(stretch=0.0, rotation_wide_prob=1.0, rotation_wide_deg=40.0))
+    angles = {}
+    for name, cfg in (("narrow", narrow), ("wide", wide)):
+        sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=3)
+        angles[name] = []
+        for _ in range(30):
+            pair = sampler.sample()
+            np.testing.assert_allclose(_red_centroid(pair.search), pair.target_xy, atol=1.5)
+            angles[name].append(_red_axis_angle(pair.search))
+    assert max(abs(a) for a in angles["narrow"]) < 4.0
+    assert max(abs(a) for a in angles["wide"]) > 25.0 and max(abs(a) for a in angles["wide"]) < 42.0
+    assert min(angles["wide"]) < -10.0 < 10.0 < max(angles["wide"])
+
+
+def test_wide_rotation_off_draws_the_same_pairs_whatever_its_angle(synthetic_sequences: list[CachedSequence]) -> None:
+    # Probability 0 draws nothing extra from the generator, so configs written before the option keep their batches.
+    pairs = [PairSampler(synthetic_sequences[:2], None, PairConfig(
+        sources={"video": 1.0}, max_gap=5, augment=AugmentConfig(rotation_wide_deg=deg)), seed=7).sample()
+        for deg in (30.0, 80.0)]
+    np.testing.assert_array_equal(pairs[0].search, pairs[1].search)
+    np.testing.assert_array_equal(pairs[0].template, pairs[1].template)
+
+
 def test_still_and_paste_pairs_keep_the_target_at_its_label(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     root = tmp_path / "still_images"

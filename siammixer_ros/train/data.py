@@ -149,6 +149,11 @@ class AugmentConfig:
 
     flip: float = 0.5                       # probability of flipping the pair horizontally (together)
     rotation_deg: float = 2.0               # uniform in +-rotation_deg, about the crop centre
+    # With this probability a search crop turns by U(+-rotation_wide_deg) instead: in-plane rotation between
+    # template and search (a drone's yaw, a rolling rider) that short video gaps rarely show. 0: never drawn, so
+    # older configs keep their exact batches.
+    rotation_wide_prob: float = 0.0
+    rotation_wide_deg: float = 30.0
     brightness: tuple[float, float] = (0.7, 1.3)
     search_shift: float = 48.0              # target offset in the search crop, uniform in +-shift px
     search_scale: float = 0.25              # search side times exp(U(-s, s))
@@ -366,7 +371,10 @@ class PairSampler:
         rng = self.rng
         side = 2.0 * context_side(box[2], box[3]) * math.exp(rng.uniform(-a.search_scale, a.search_scale))
         stretch = (math.exp(rng.uniform(-a.stretch, a.stretch)), math.exp(rng.uniform(-a.stretch, a.stretch)))
-        linear = crop_linear(side, SEARCH_SIZE, rng.uniform(-a.rotation_deg, a.rotation_deg), flip, stretch)
+        angle = rng.uniform(-a.rotation_deg, a.rotation_deg)
+        if a.rotation_wide_prob > 0 and rng.random() < a.rotation_wide_prob:
+            angle = rng.uniform(-a.rotation_wide_deg, a.rotation_wide_deg)
+        linear = crop_linear(side, SEARCH_SIZE, angle, flip, stretch)
         target = box_center(box)
         # The target lands at crop centre + shift: the net must localise, not always answer the centre.
         shift = rng.uniform(-a.search_shift, a.search_shift, size=2)
