@@ -185,6 +185,26 @@ def test_wide_rotation_off_draws_the_same_pairs_whatever_its_angle(synthetic_seq
     np.testing.assert_array_equal(pairs[0].template, pairs[1].template)
 
 
+def test_turned_validation_pairs_turn_only_the_search_crop(synthetic_sequences: list[CachedSequence]) -> None:
+    # `train.validate --turned-pairs DEG`: the same kind of fixed pairs, their search crops turned by up to DEG.
+    from siammixer_ros.train.validate import validation_pairs
+
+    upright = validation_pairs(synthetic_sequences[:2], 20, seed=0)
+    turned = validation_pairs(synthetic_sequences[:2], 20, seed=0, turn_deg=40.0)
+    assert len(upright) == len(turned) == 20
+    # (The turn is one more draw, so the two sets are different pairs; each is fixed by its seed.)
+    assert all(abs(_red_axis_angle(u.search)) < 2.5 for u in upright if u.target_xy is not None)
+    turns = []
+    for t in turned:
+        if t.target_xy is None:
+            continue
+        assert abs(_red_axis_angle(t.template)) < 2.5
+        np.testing.assert_allclose(_red_centroid(t.search), t.target_xy, atol=1.5)
+        turns.append(abs(_red_axis_angle(t.search)))
+    assert len(turns) >= 10
+    assert max(turns) > 15.0 and max(turns) < 42.0
+
+
 def test_still_and_paste_pairs_keep_the_target_at_its_label(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     root = tmp_path / "still_images"

@@ -504,7 +504,8 @@ def test_validate_scores_a_model_file_with_other_tracker_settings(monkeypatch, t
     assert json.loads(out.read_text())["m.onnx"]["tracker_params"] == seen[0]
     assert validate.main(["m.onnx"]) == 0 and seen[-1] is None  # no --set: the defaults
     for bad, message in ((["--set", "window_influence=-1"], "window_influence"), (["--set", "nothing"], "NAME=VALUE"),
-                         (["--set", "scale_lr=0.8", "--backend", "builtin"], "tracker backend")):
+                         (["--set", "scale_lr=0.8", "--backend", "builtin"], "tracker backend"),
+                         (["--turned-pairs", "30"], "trainer checkpoints"), (["--no-tracking"], "nothing to score")):
         with pytest.raises(SystemExit):
             validate.main(["m.onnx", *bad])
         assert message in capsys.readouterr().err

@@ -46,11 +46,17 @@ from siammixer_ros.train.data import (
 from siammixer_ros.train.losses import box_targets, joint_loss
 
 
-def validation_pairs(sequences: list[CachedSequence], count: int, seed: int, max_gap: int = 50) -> list:
-    """A fixed set of validation pairs: 80 % positive video pairs, 20 % negatives across sequences."""
+def validation_pairs(sequences: list[CachedSequence], count: int, seed: int, max_gap: int = 50,
+                     turn_deg: float = 0.0) -> list:
+    """A fixed set of validation pairs: 80 % positive video pairs, 20 % negatives across sequences.
+
+    ``turn_deg`` > 0: every search crop turned by U(+-turn_deg) degrees against its template (how well the network
+    finds a target that turned in the image plane).
+    """
     augment = AugmentConfig(flip=0.0, rotation_deg=0.0, brightness=(1.0, 1.0), search_shift=48.0,
                             search_scale=0.1, template_shift=0.0, template_scale=0.0, stretch=0.0, blur=0.0,
-                            motion_blur=0.0, grayscale=0.0, color=0.0, noise=0.0)
+                            motion_blur=0.0, grayscale=0.0, color=0.0, noise=0.0,
+                            rotation_wide_prob=1.0 if turn_deg > 0 else 0.0, rotation_wide_deg=turn_deg)
     cfg = PairConfig(sources={"video": 0.8, "negative": 0.2}, max_gap=max_gap, min_box=4.0,
                      sequence_weight_power=0.0, augment=augment)
     sampler = PairSampler(sequences, None, cfg, seed=seed)
@@ -357,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-estimate a checkpoint's BatchNorm statistics per branch first, on N pairs of its "
                              "training sequences (default: only for checkpoints without per-branch statistics; "
                              "0: never)")
+    parser.add_argument("--turned-pairs", type=float, nargs="+", default=[], metavar="DEG",
+                        help="also score fixed pairs of the split whose search crops turn by U(+-DEG) degrees "
+                             "(0: not turned): peak_hit/turn_DEG, the share of positive pairs whose highest cell is "
+                             "within 16 px of the target (trainer checkpoints only)")
+    parser.add_argument("--turned-pair-count", type=int, default=512)
+    parser.add_argument("--no-tracking", action="store_true", help="only the pair scores (with --turned-pairs)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="one TrackerParams value of the tracker backend (repeatable), e.g. to compare tracker "
                              "settings with temporal restarts")
@@ -372,30 +384,44 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if params and args.backend != "tracker":
         parser.error("--set needs the tracker backend")
+    if args.turned_pairs and any(c.suffix == ".onnx" for c in args.checkpoints):
+        parser.error("--turned-pairs scores trainer checkpoints (.pt), not model files")
+    if args.no_tracking and not args.turned_pairs:
+        parser.error("--no-tracking leaves nothing to score without --turned-pairs")
     torch.set_num_threads(args.threads)
     names = SELECTION_SEQUENCES if args.split == "selection" else VAL_SEQUENCES
     sequences = load_cached_sequences(args.data, args.cache, list(names))
+    # Drawn once, so every checkpoint is scored on the same pairs.
+    turned = {deg: validation_pairs(sequences, args.turned_pair_count, seed=0, turn_deg=deg)
+              for deg in args.turned_pairs}
     results = {}
     for ckpt in args.checkpoints:
         t0 = time.time()
+        metrics: dict = {}
         if ckpt.suffix == ".onnx":
             metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames, params, starts=args.starts)
             metrics["pairs_seen"] = -1
         else:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
             model = model_from_checkpoint_state(state, args.bn_pairs, data_dir=args.data, cache_dir=args.cache)
-            if args.backend == "tracker":
+            if args.no_tracking:
+                pass
+            elif args.backend == "tracker":
                 metrics = tracker_tracking_auc(model, sequences, args.max_frames, params, starts=args.starts)
             else:
                 metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False, starts=args.starts)
+            for deg, pairs in turned.items():
+                metrics[f"peak_hit/turn_{deg:g}"] = pair_metrics(model, pairs, channels_last=False)["val_peak_hit"]
             metrics["pairs_seen"] = state.get("pairs_seen", -1)
         if params:
             metrics["tracker_params"] = params
         results[str(ckpt)] = metrics
         per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
-        pairs = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
-        print(f"{ckpt}: {pairs}val_track_auc {metrics['val_track_auc']:.4f} ({time.time() - t0:.0f} s)  {per_seq}",
-              flush=True)
+        per_turn = " ".join(f"{k[9:]}={v:.3f}" for k, v in metrics.items() if k.startswith("peak_hit/"))
+        pairs_seen = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
+        auc = f"val_track_auc {metrics['val_track_auc']:.4f} " if "val_track_auc" in metrics else ""
+        print(f"{ckpt}: {pairs_seen}{auc}({time.time() - t0:.0f} s)  {per_seq}"
+              + (f"  peak_hit {per_turn}" if per_turn else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
