@@ -397,15 +397,15 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for ckpt in args.checkpoints:
         t0 = time.time()
-        metrics: dict = {}
         if ckpt.suffix == ".onnx":
             metrics = model_file_tracking_auc(ckpt, sequences, args.max_frames, params, starts=args.starts)
             metrics["pairs_seen"] = -1
         else:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
             model = model_from_checkpoint_state(state, args.bn_pairs, data_dir=args.data, cache_dir=args.cache)
+            metrics: dict = {}
             if args.no_tracking:
-                pass
+                pass  # only the turned pairs below
             elif args.backend == "tracker":
                 metrics = tracker_tracking_auc(model, sequences, args.max_frames, params, starts=args.starts)
             else:
@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics["tracker_params"] = params
         results[str(ckpt)] = metrics
         per_seq = " ".join(f"{k[4:]}={v:.3f}" for k, v in metrics.items() if k.startswith("auc/"))
-        per_turn = " ".join(f"{k[9:]}={v:.3f}" for k, v in metrics.items() if k.startswith("peak_hit/"))
+        per_turn = " ".join(f"{k.removeprefix('peak_hit/')}={v:.3f}" for k, v in metrics.items()
+                            if k.startswith("peak_hit/"))
         pairs_seen = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
         auc = f"val_track_auc {metrics['val_track_auc']:.4f} " if "val_track_auc" in metrics else ""
         print(f"{ckpt}: {pairs_seen}{auc}({time.time() - t0:.0f} s)  {per_seq}"
