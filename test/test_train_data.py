@@ -20,7 +20,10 @@ from siammixer_ros.train.data import (
     StillImages,
     collate,
     make_label,
+    matched_size,
+    positive_label_value,
     response_positions,
+    size_iou,
     split_sequences,
 )
 
@@ -147,6 +150,49 @@ def test_augmented_video_pairs_keep_the_target_at_its_label(synthetic_sequences:
         label = make_label(pair.target_xy)
         peak = response_positions()[label == 1]
         assert np.linalg.norm(peak - pair.target_xy, axis=1).min() <= 16
+
+
+def _red_size(crop: np.ndarray) -> np.ndarray:
+    """Width and height of the red rectangle in a crop (pixels, bilinear edges counted half)."""
+    mask = (np.abs(crop.astype(np.int16) - np.array(TARGET_COLOUR, np.int16)) < 60).all(axis=2)
+    return np.array([mask.any(axis=0).sum(), mask.any(axis=1).sum()], dtype=np.float64)
+
+
+def test_a_crop_at_the_matched_scale_shows_the_target_at_its_matched_size(
+        synthetic_sequences: list[CachedSequence]) -> None:
+    # Without scale jitter and stretch the search crop is cut at the box's own SiamFC side: the target's size in it
+    # is matched_size(box), and its soft label is 1 whatever the power.
+    cfg = PairConfig(sources={"video": 1.0}, max_gap=5, augment=_geometry_only(search_scale=0.0, stretch=0.0))
+    sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=5)
+    for _ in range(10):
+        pair = sampler.sample()
+        np.testing.assert_allclose(pair.target_wh, pair.matched_wh, rtol=1e-6)
+        np.testing.assert_allclose(_red_size(pair.search), pair.matched_wh, atol=2.0)
+        assert positive_label_value(pair, 2.0) == pytest.approx(1.0)
+    # The 24 x 16 box: SiamFC side sqrt(44 * 36), search crop twice that, 256 px.
+    np.testing.assert_allclose(matched_size(np.array([0, 0, 24.0, 16.0])), np.array([24, 16]) * 128 / np.sqrt(44 * 36))
+
+
+def test_size_labels_score_a_crop_at_the_wrong_scale_lower(synthetic_sequences: list[CachedSequence]) -> None:
+    assert size_iou(np.array([10.0, 20.0]), np.array([10.0, 20.0])) == pytest.approx(1.0)
+    assert size_iou(np.array([12.5, 25.0]), np.array([10.0, 20.0])) == pytest.approx(1 / 1.5625)
+    cfg = PairConfig(sources={"video": 1.0}, max_gap=5, augment=_geometry_only(search_scale=0.25))
+    sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=6)
+    pairs = [sampler.sample() for _ in range(20)]
+    hard = collate(pairs)["label"]
+    soft = collate(pairs, size_iou_power=1.0)["label"]
+    # Power 0 (the default) keeps the labels exactly as before; the soft ones differ on the positive cells only.
+    np.testing.assert_array_equal(hard, collate(pairs, size_iou_power=0.0)["label"])
+    np.testing.assert_array_equal(soft <= 0, hard <= 0)
+    values = []
+    for pair, label in zip(pairs, soft, strict=True):
+        expected = size_iou(pair.target_wh, pair.matched_wh)
+        np.testing.assert_allclose(label[label > 0], expected, rtol=1e-6)
+        # A target shown larger or smaller than its matched size, as the scale jitter cuts it, has a label below 1.
+        ratio = np.sqrt(np.prod(pair.target_wh / pair.matched_wh))
+        assert expected <= 1.0 and (abs(np.log(ratio)) < 0.01 or expected < 0.99)
+        values.append(expected)
+    assert min(values) < 0.8 and max(values) > 0.9  # the jitter's e^+-0.25: IoU down to about 0.6
 
 
 def _red_axis_angle(crop: np.ndarray) -> float:

@@ -184,3 +184,19 @@ def test_distillation_pair_weights_leave_pairs_out_at_the_same_scale() -> None:
     torch.testing.assert_close(
         distillation_loss(scores, teacher_changed, positive, pair_weight=torch.tensor([1.0, 1.0, 1.0, 0.0])), kept)
     assert not torch.isclose(kept, plain)
+
+
+def test_a_soft_positive_label_is_learnt_as_that_probability() -> None:
+    # Positive cells labelled 0.6 (a crop at the wrong scale): the loss is lowest where their logit is logit(0.6),
+    # not at the highest logit as for a label of 1; negatives are untouched.
+    label = _label()
+    soft = torch.where(label > 0, torch.tensor(0.6), label)
+    target = math.log(0.6 / 0.4)
+    costs = {v: float(logistic_loss(_scores_from(label, v, -20.0), soft)) for v in (target - 1, target, target + 1)}
+    assert costs[target] < costs[target - 1] and costs[target] < costs[target + 1]
+    # A label of exactly 1 costs what the hard loss costs.
+    scores = torch.randn(1, 1, 9, 9)
+    ones = torch.where(label > 0, torch.tensor(1.0), label)
+    assert float(logistic_loss(scores, ones)) == float(logistic_loss(scores, label))
+    # The triplet term counts soft positives as positives.
+    assert float(triplet_loss(scores, soft)) == pytest.approx(float(triplet_loss(scores, label)))

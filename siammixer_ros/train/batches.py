@@ -17,7 +17,7 @@ def make_batch(sampler: PairSampler, cfg: Any, teacher: Any | None, step: int) -
     """Batch ``step``: ``batch_size`` pairs, collated, with the teacher's outputs when there is a teacher."""
     sampler.rng = np.random.default_rng([cfg.seed, step])
     pairs = [sampler.sample() for _ in range(cfg.optim.batch_size)]
-    batch = collate(pairs, cfg.labels.pos_radius, cfg.labels.neg_radius)
+    batch = collate(pairs, cfg.labels.pos_radius, cfg.labels.neg_radius, cfg.labels.size_iou_power)
     batch["kinds"] = np.array([p.kind for p in pairs])
     if teacher is not None:
         # The teacher's regression supervises the box branch on pseudo pairs (they have no ground truth).

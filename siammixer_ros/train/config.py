@@ -19,6 +19,9 @@ from siammixer_ros.train.data import AugmentConfig, PairConfig
 class LabelConfig:
     pos_radius: float = 16.0   # px in the search crop (SiamFC: R = 16)
     neg_radius: float = 16.0   # cells between pos_radius and neg_radius are ignored
+    # > 0: a positive cell's label is the IoU of the target's size in the search crop with the size the crop's
+    # scale stands for, to this power (soft labels: a crop at the wrong scale is a worse answer); 0: labels 1.
+    size_iou_power: float = 0.0
 
 
 @dataclass

@@ -123,9 +123,22 @@ def response_positions(search_size: int = SEARCH_SIZE, response_size: int = RESP
     return np.stack([xs, ys], axis=-1)
 
 
+def matched_size(box: np.ndarray) -> np.ndarray:
+    """Size of ``box``'s target in a search crop cut at the box's own SiamFC side (``2 * context_side``)."""
+    return np.array([box[2], box[3]], dtype=np.float64) * SEARCH_SIZE / (2.0 * context_side(box[2], box[3]))
+
+
+def size_iou(target_wh: np.ndarray, matched_wh: np.ndarray) -> float:
+    """IoU of two boxes with one centre: the target's box in the crop and the one its scale stands for."""
+    iw, ih = min(target_wh[0], matched_wh[0]), min(target_wh[1], matched_wh[1])
+    inter = iw * ih
+    return float(inter / (target_wh[0] * target_wh[1] + matched_wh[0] * matched_wh[1] - inter))
+
+
 def make_label(target_xy: np.ndarray | None, pos_radius: float = 16.0, neg_radius: float = 16.0,
-               response_size: int = RESPONSE_SIZE) -> np.ndarray:
-    """Label map: 1 within ``pos_radius`` px of the target, 0 beyond ``neg_radius``, -1 (ignored) between.
+               response_size: int = RESPONSE_SIZE, positive_value: float = 1.0) -> np.ndarray:
+    """Label map: ``positive_value`` (default 1) within ``pos_radius`` px of the target, 0 beyond
+    ``neg_radius``, -1 (ignored) between.
 
     ``target_xy`` None (negative pair): all zeros.
     """
@@ -134,10 +147,10 @@ def make_label(target_xy: np.ndarray | None, pos_radius: float = 16.0, neg_radiu
     pos = response_positions(response_size=response_size)
     dist = np.linalg.norm(pos - np.asarray(target_xy, dtype=np.float64), axis=-1)
     label = np.full(dist.shape, -1.0, dtype=np.float32)
-    label[dist <= pos_radius] = 1.0
+    label[dist <= pos_radius] = positive_value
     label[dist > neg_radius] = 0.0
-    if not (label == 1).any():  # the target between cells, far from all: nearest cell is positive
-        label.flat[int(np.argmin(dist))] = 1.0
+    if not (label > 0).any():  # the target between cells, far from all: nearest cell is positive
+        label.flat[int(np.argmin(dist))] = positive_value
     return label
 
 
@@ -206,6 +219,9 @@ class Pair:
     target_wh: np.ndarray | None
     kind: str
     source: str = ""
+    # The target's size in the search crop had the crop been cut at the scale the tracker aims at (the box's own
+    # SiamFC side, no scale jitter or stretch): what a tracker on the right scale would report. None: negative.
+    matched_wh: np.ndarray | None = None
 
 
 @dataclass
@@ -443,7 +459,8 @@ class PairSampler:
         self.pasted = []
         search, xy, wh = self._search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray, distract_from=seq.name)
         extra = "".join(f"+{p}" for p in self.pasted)
-        return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}{extra}")
+        return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}{extra}",
+                    matched_size(seq.boxes[x_idx]))
 
     def pseudo_video_pair(self) -> Pair:
         k = int(self.rng.choice(len(self.tracks), p=self.track_prob))
@@ -474,7 +491,8 @@ class PairSampler:
         offset = np.abs(xy - (SEARCH_SIZE - 1) / 2.0)
         if offset.max() > (RESPONSE_SIZE - 1) / 2.0 * STRIDE + STRIDE:
             xy, wh = None, None
-        return Pair(template, search, xy, wh, "hard_negative", f"{seq.name}:{t_idx}->{frame}:wrong")
+        return Pair(template, search, xy, wh, "hard_negative", f"{seq.name}:{t_idx}->{frame}:wrong",
+                    None if xy is None else matched_size(gt))
 
     def _still_box(self, index: int, image: np.ndarray) -> np.ndarray:
         boxes = self.stills.boxes.get(self.stills.paths[index].name) if self.stills else None
@@ -516,7 +534,7 @@ class PairSampler:
         box2 = np.array([center[0] - (box[2] * scale - 1) / 2, center[1] - (box[3] * scale - 1) / 2,
                          box[2] * scale, box[3] * scale])
         search, xy, wh = self._search(image, box2, flip, gray, pre=pre)
-        return Pair(template, search, xy, wh, "still", self.stills.paths[i].name)
+        return Pair(template, search, xy, wh, "still", self.stills.paths[i].name, matched_size(box2))
 
     def _paste_patch(self, canvas: np.ndarray, patch: np.ndarray, xy: np.ndarray) -> None:
         x0, y0 = int(round(xy[0])), int(round(xy[1]))
@@ -560,7 +578,8 @@ class PairSampler:
         self._paste_patch(background, patch, pos)
         new_box = np.array([round(pos[0]), round(pos[1]), pw, ph], dtype=np.float64)
         search, xy, wh = self._search(background, new_box, flip, gray)
-        return Pair(template, search, xy, wh, "paste", f"{self.stills.paths[i].name}->{self.stills.paths[j].name}")
+        return Pair(template, search, xy, wh, "paste", f"{self.stills.paths[i].name}->{self.stills.paths[j].name}",
+                    matched_size(new_box))
 
     def negative_pair(self) -> Pair:
         s, t_idx = self._random_sequence_frame()
@@ -608,15 +627,27 @@ class PairSampler:
 
 # --- batches ------------------------------------------------------------------------------------------
 
-def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.0) -> dict[str, np.ndarray]:
+def positive_label_value(pair: Pair, size_iou_power: float) -> float:
+    """Label of a pair's positive cells: 1, or with ``size_iou_power`` > 0 the IoU of the target's size in the
+    crop with the size the crop's scale stands for (``matched_wh``), to that power: a crop cut at the wrong scale
+    should score lower than one at the right scale, which is what the tracker's scale search compares."""
+    if size_iou_power <= 0 or pair.target_wh is None or pair.matched_wh is None:
+        return 1.0
+    return size_iou(pair.target_wh, pair.matched_wh) ** size_iou_power
+
+
+def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.0,
+            size_iou_power: float = 0.0) -> dict[str, np.ndarray]:
     """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy and wh (NaN for negatives).
 
-    Pseudo pairs have no ground truth: their labels are -1 (ignored) everywhere.
+    Pseudo pairs have no ground truth: their labels are -1 (ignored) everywhere. ``size_iou_power`` > 0 makes
+    positive cells' labels soft (:func:`positive_label_value`); 0 keeps them exactly 1.
     """
     templates = np.stack([p.template for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
     searches = np.stack([p.search for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
     labels = np.stack([np.full((RESPONSE_SIZE, RESPONSE_SIZE), -1.0, np.float32) if p.kind == "pseudo"
-                       else make_label(p.target_xy, pos_radius, neg_radius) for p in pairs])
+                       else make_label(p.target_xy, pos_radius, neg_radius,
+                                       positive_value=positive_label_value(p, size_iou_power)) for p in pairs])
     target = np.array([p.target_xy if p.target_xy is not None else (np.nan, np.nan) for p in pairs],
                       dtype=np.float32)
     target_wh = np.array([p.target_wh if p.target_wh is not None else (np.nan, np.nan) for p in pairs],

@@ -34,12 +34,17 @@ import torch.nn.functional as F
 
 
 def logistic_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Balanced logistic loss. ``scores`` (B,1,R,R) or (B,R,R) logits; ``labels`` 1 / 0 / -1 (ignore)."""
+    """Balanced logistic loss. ``scores`` (B,1,R,R) or (B,R,R) logits; ``labels`` 1 / 0 / -1 (ignore).
+
+    A positive cell's label may be soft, ``0 < y <= 1``: its term is the binary cross-entropy towards ``y``,
+    ``y softplus(-v) + (1 - y) softplus(v)``, which is ``softplus(-v)`` for ``y = 1``.
+    """
     v = scores.reshape(scores.shape[0], -1)
     y = labels.reshape(labels.shape[0], -1)
-    pos, neg = (y == 1).float(), (y == 0).float()
+    pos, neg = (y > 0).float(), (y == 0).float()
     n_pos, n_neg = pos.sum(1), neg.sum(1)
-    pos_term = (F.softplus(-v) * pos).sum(1) / n_pos.clamp(min=1)
+    soft = y.clamp(min=0)
+    pos_term = ((soft * F.softplus(-v) + (1 - soft) * F.softplus(v)) * pos).sum(1) / n_pos.clamp(min=1)
     neg_term = (F.softplus(v) * neg).sum(1) / n_neg.clamp(min=1)
     has_pos = (n_pos > 0).float()
     # Positive pairs: half positive, half negative cells. Negative pairs: all weight on negatives.
@@ -53,7 +58,7 @@ def triplet_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over positive pairs of mean over (pos cell, neg cell) of softplus(v_neg - v_pos); 0 if none."""
     v = scores.reshape(scores.shape[0], -1)
     y = labels.reshape(labels.shape[0], -1)
-    pos, neg = (y == 1), (y == 0)
+    pos, neg = (y > 0), (y == 0)
     has = pos.any(1) & neg.any(1)
     if not has.any():
         return scores.sum() * 0.0
