@@ -257,3 +257,26 @@ def test_box_fit_averages_iou_over_the_tracked_frames_only(tmp_path) -> None:
     assert list(rows) == ["seq"]  # unfinished sequences are left out
     assert rows["seq"]["tracked_iou"] == pytest.approx(0.75)
     assert rows["seq"]["tracked_share"] == pytest.approx(2 / 3) and rows["seq"]["mean_iou"] == pytest.approx(0.5)
+
+
+def test_box_fit_says_what_the_right_size_would_add(tmp_path) -> None:
+    # A box on the target's centre at half its side: size error ln 2, and with the true area it would be perfect.
+    from types import SimpleNamespace
+
+    from siammixer_ros.eval import metrics
+    from siammixer_ros.eval.runner import result_paths
+    from siammixer_ros.tools.box_fit import box_fit
+
+    truth = np.array([[10, 10, 20, 20]] * 3, dtype=float)
+    predicted = ["nan,nan,nan,nan", "15,15,10,10", "15,15,10,10"]
+    paths = result_paths(tmp_path, "siammixer", "seq")
+    paths["boxes"].parent.mkdir(parents=True)
+    paths["boxes"].write_text("\n".join(predicted) + "\n")
+    paths["scores"].write_text("nan\n1\n1\n")
+    paths["times"].write_text("0.1\n0.01\n0.01\n")
+    paths["done"].write_text(json.dumps({"init_frame": 0}))
+    row = box_fit(tmp_path, [SimpleNamespace(name="seq", boxes=truth)])["seq"]
+    assert row["size_error"] == pytest.approx(np.log(2))
+    assert row["auc"] == pytest.approx(float(metrics.success_curve(np.array([0.25, 0.25])).mean()))
+    assert row["auc_true_area"] == pytest.approx(float(metrics.success_curve(np.array([1.0, 1.0])).mean()))
+    assert row["auc_true_area"] > row["auc"] + 0.5

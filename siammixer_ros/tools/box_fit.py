@@ -10,6 +10,11 @@ tracker is on the target: here, scored frames with IoU > 0. Per sequence and mea
 
 Each run is a ``siammixer-eval`` results folder (``<run>/<tracker>/<sequence>.txt``); writes ``<out>.json`` and
 ``<out>.md``.
+
+Where the size goes wrong (the scale search's part): ``size_error`` is the median over the tracked frames of
+``|ln sqrt(predicted area / true area)|`` (0.1: the box's side about 10 % off), and ``auc_true_area`` the success
+AUC the run would score with the true area at its own centre and aspect ratio, beside its own ``auc``: the gap is what
+a perfect size estimate would add.
 """
 
 from __future__ import annotations
@@ -39,10 +44,25 @@ def box_fit(run_dir: Path, sequences: list[Any], tracker: str = "siammixer") -> 
         mask = metrics.scored_mask(truth, results["info"]["init_frame"])
         ious = metrics.iou(predicted[mask], truth[mask])
         tracked = ious > 0
+        area_ratio = (predicted[mask, 2] * predicted[mask, 3]) / (truth[mask, 2] * truth[mask, 3])
+        size_error = np.abs(0.5 * np.log(area_ratio[tracked]))
         out[sequence.name] = {"tracked_iou": float(ious[tracked].mean()) if tracked.any() else float("nan"),
                               "tracked_share": float(tracked.mean()) if ious.size else float("nan"),
-                              "mean_iou": float(ious.mean()) if ious.size else float("nan")}
+                              "mean_iou": float(ious.mean()) if ious.size else float("nan"),
+                              "size_error": float(np.median(size_error)) if tracked.any() else float("nan"),
+                              "auc": float(metrics.success_curve(ious).mean()) if ious.size else float("nan"),
+                              "auc_true_area": float(metrics.success_curve(metrics.iou(
+                                  with_area(predicted[mask], truth[mask]), truth[mask])).mean())
+                              if ious.size else float("nan")}
     return out
+
+
+def with_area(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``predicted`` boxes (N, 4) resized about their centres to the area of ``truth``'s, aspect ratio kept."""
+    factor = np.sqrt((truth[:, 2] * truth[:, 3]) / (predicted[:, 2] * predicted[:, 3]))
+    w, h = predicted[:, 2] * factor, predicted[:, 3] * factor
+    cx, cy = predicted[:, 0] + predicted[:, 2] / 2, predicted[:, 1] + predicted[:, 3] / 2
+    return np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
 
 
 def _mean(rows: dict[str, dict[str, float]], key: str) -> float:
@@ -54,12 +74,17 @@ def markdown(report: dict[str, Any], command: str) -> str:
     runs = list(report["runs"])
     lines = ["# Box fit: mean IoU over the tracked frames (IoU > 0)", "", f"`{command}`", "",
              "tracked IoU = mean IoU over the scored frames where the box overlaps the truth; tracked = their share of "
-             "the scored frames; IoU = mean over all scored frames (the evaluation report's mean_iou).", "",
-             "| run | sequences | tracked IoU | tracked | IoU |", "|---|---|---|---|---|"]
+             "the scored frames; IoU = mean over all scored frames (the evaluation report's mean_iou); size error = "
+             "median over the tracked frames of |ln sqrt(area / true area)|; AUC with the true area = the success AUC "
+             "of the run's boxes resized to the true area about their centres (aspect ratio kept), beside the run's "
+             "AUC.", "",
+             "| run | sequences | tracked IoU | tracked | IoU | size error | AUC | AUC with the true area |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in runs:
         m = report["runs"][name]["mean"]
         lines.append(f"| {name} | {report['runs'][name]['sequences']} | {m['tracked_iou']:.3f} | "
-                     f"{m['tracked_share']:.3f} | {m['mean_iou']:.3f} |")
+                     f"{m['tracked_share']:.3f} | {m['mean_iou']:.3f} | {m['size_error']:.3f} | {m['auc']:.3f} | "
+                     f"{m['auc_true_area']:.3f} |")
     lines += ["", "## Per sequence (tracked IoU)", "", "| sequence | " + " | ".join(runs) + " |",
               "|---|" + "---|" * len(runs)]
     names = sorted({s for name in runs for s in report["runs"][name]["per_sequence"]})
@@ -94,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows = box_fit(Path(folder), sequences, args.tracker)
         report["runs"][name] = {"folder": folder, "sequences": len(rows), "per_sequence": rows,
-                                "mean": {k: _mean(rows, k) for k in ("tracked_iou", "tracked_share", "mean_iou")}}
+                                "mean": {k: _mean(rows, k) for k in ("tracked_iou", "tracked_share", "mean_iou",
+                                                                     "size_error", "auc", "auc_true_area")}}
     command = " ".join(["python -m siammixer_ros.tools.box_fit", *(sys.argv[1:] if argv is None else argv)])
     report["command"] = command
     args.out.parent.mkdir(parents=True, exist_ok=True)
