@@ -239,6 +239,15 @@ def test_node_parameter_box_mode_lists_its_choices_and_refuses_others() -> None:
     assert "must be one of scale, regression, both" in validate_change(defaults, {"tracker.box_mode": "anchors"})
 
 
+def _write_run(paths: dict, predicted: list[str]) -> None:
+    """One finished sequence of a siammixer-eval results folder: boxes, scores, times, done (init frame 0)."""
+    paths["boxes"].parent.mkdir(parents=True)
+    paths["boxes"].write_text("\n".join(predicted) + "\n")
+    paths["scores"].write_text("nan\n" + "1\n" * (len(predicted) - 1))
+    paths["times"].write_text("0.1\n" + "0.01\n" * (len(predicted) - 1))
+    paths["done"].write_text(json.dumps({"init_frame": 0}))
+
+
 def test_box_fit_averages_iou_over_the_tracked_frames_only(tmp_path) -> None:
     from types import SimpleNamespace
 
@@ -247,12 +256,7 @@ def test_box_fit_averages_iou_over_the_tracked_frames_only(tmp_path) -> None:
 
     truth = np.array([[10, 10, 20, 20], [10, 10, 20, 20], [10, 10, 20, 20], [10, 10, 20, 20]], dtype=float)
     predicted = ["nan,nan,nan,nan", "10,10,20,10", "100,100,5,5", "10,10,20,20"]  # init, IoU 0.5, lost, IoU 1
-    paths = result_paths(tmp_path, "siammixer", "seq")
-    paths["boxes"].parent.mkdir(parents=True)
-    paths["boxes"].write_text("\n".join(predicted) + "\n")
-    paths["scores"].write_text("nan\n1\n1\n1\n")
-    paths["times"].write_text("0.1\n0.01\n0.01\n0.01\n")
-    paths["done"].write_text(json.dumps({"init_frame": 0}))
+    _write_run(result_paths(tmp_path, "siammixer", "seq"), predicted)
     rows = box_fit(tmp_path, [SimpleNamespace(name="seq", boxes=truth), SimpleNamespace(name="other", boxes=truth)])
     assert list(rows) == ["seq"]  # unfinished sequences are left out
     assert rows["seq"]["tracked_iou"] == pytest.approx(0.75)
@@ -269,12 +273,7 @@ def test_box_fit_says_what_the_right_size_would_add(tmp_path) -> None:
 
     truth = np.array([[10, 10, 20, 20]] * 3, dtype=float)
     predicted = ["nan,nan,nan,nan", "15,15,10,10", "15,15,10,10"]
-    paths = result_paths(tmp_path, "siammixer", "seq")
-    paths["boxes"].parent.mkdir(parents=True)
-    paths["boxes"].write_text("\n".join(predicted) + "\n")
-    paths["scores"].write_text("nan\n1\n1\n")
-    paths["times"].write_text("0.1\n0.01\n0.01\n")
-    paths["done"].write_text(json.dumps({"init_frame": 0}))
+    _write_run(result_paths(tmp_path, "siammixer", "seq"), predicted)
     row = box_fit(tmp_path, [SimpleNamespace(name="seq", boxes=truth)])["seq"]
     assert row["size_error"] == pytest.approx(np.log(2))
     assert row["auc"] == pytest.approx(float(metrics.success_curve(np.array([0.25, 0.25])).mean()))
