@@ -153,7 +153,7 @@ def test_augmented_video_pairs_keep_the_target_at_its_label(synthetic_sequences:
 
 
 def _red_size(crop: np.ndarray) -> np.ndarray:
-    """Width and height of the red rectangle in a crop (pixels, bilinear edges counted half)."""
+    """Width and height of the red rectangle in a crop: the columns and rows with a pixel near the target colour."""
     mask = (np.abs(crop.astype(np.int16) - np.array(TARGET_COLOUR, np.int16)) < 60).all(axis=2)
     return np.array([mask.any(axis=0).sum(), mask.any(axis=1).sum()], dtype=np.float64)
 

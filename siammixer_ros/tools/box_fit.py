@@ -60,9 +60,8 @@ def box_fit(run_dir: Path, sequences: list[Any], tracker: str = "siammixer") -> 
 def with_area(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """``predicted`` boxes (N, 4) resized about their centres to the area of ``truth``'s, aspect ratio kept."""
     factor = np.sqrt((truth[:, 2] * truth[:, 3]) / (predicted[:, 2] * predicted[:, 3]))
-    w, h = predicted[:, 2] * factor, predicted[:, 3] * factor
-    cx, cy = predicted[:, 0] + predicted[:, 2] / 2, predicted[:, 1] + predicted[:, 3] / 2
-    return np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+    size = predicted[:, 2:] * factor[:, None]
+    return np.hstack([metrics.centers(predicted) - size / 2, size])
 
 
 def _mean(rows: dict[str, dict[str, float]], key: str) -> float:

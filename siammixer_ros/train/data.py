@@ -47,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from siammixer_ros.eval import metrics
 from siammixer_ros.eval.datasets import SHARED_VAL_SEQUENCES, VIDEO_GROUPS
 from siammixer_ros.train.cache import CachedSequence, default_data_dir
 from siammixer_ros.train.instances import InstancePool, paste_instance
@@ -129,10 +130,9 @@ def matched_size(box: np.ndarray) -> np.ndarray:
 
 
 def size_iou(target_wh: np.ndarray, matched_wh: np.ndarray) -> float:
-    """IoU of two boxes with one centre: the target's box in the crop and the one its scale stands for."""
-    iw, ih = min(target_wh[0], matched_wh[0]), min(target_wh[1], matched_wh[1])
-    inter = iw * ih
-    return float(inter / (target_wh[0] * target_wh[1] + matched_wh[0] * matched_wh[1] - inter))
+    """IoU of two boxes with one centre: the target's box in the crop and the one its scale stands for (two boxes
+    from one corner overlap as much as two about one centre)."""
+    return float(metrics.iou(np.array([[0.0, 0.0, *target_wh]]), np.array([[0.0, 0.0, *matched_wh]]))[0])
 
 
 def make_label(target_xy: np.ndarray | None, pos_radius: float = 16.0, neg_radius: float = 16.0,
