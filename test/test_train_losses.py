@@ -186,6 +186,28 @@ def test_distillation_pair_weights_leave_pairs_out_at_the_same_scale() -> None:
     assert not torch.isclose(kept, plain)
 
 
+def test_distillation_can_leave_the_labelled_positive_cells_to_the_labels() -> None:
+    # loss.distill_labelled_positives: false passes cell_weight = (labels <= 0): the teacher no longer pulls on the
+    # positive cells (where size-aware labels say how good the crop's scale is), and every other cell is pulled
+    # exactly as hard as before.
+    torch.manual_seed(0)
+    label = _label().expand(2, 9, 9)
+    teacher = torch.randn(2, 9, 9)
+    positive = torch.ones(2, dtype=torch.bool)
+    grads = []
+    for cells in (None, label <= 0):
+        scores = torch.randn(2, 1, 9, 9, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        distillation_loss(scores, teacher, positive, cell_weight=cells).backward()
+        grads.append(scores.grad[:, 0])
+    pos = label > 0
+    assert pos.any()
+    assert torch.all(grads[1][pos] == 0) and torch.all(grads[0][pos] != 0)
+    torch.testing.assert_close(grads[1][~pos], grads[0][~pos])
+    torch.testing.assert_close(distillation_loss(torch.zeros(2, 1, 9, 9), teacher, positive,
+                                                 cell_weight=torch.ones(2, 9, 9)),
+                               distillation_loss(torch.zeros(2, 1, 9, 9), teacher, positive))
+
+
 def test_a_soft_positive_label_is_learnt_as_that_probability() -> None:
     # Positive cells labelled 0.6 (a crop at the wrong scale): the loss is lowest where their logit is logit(0.6),
     # not at the highest logit as for a label of 1; negatives are untouched.

@@ -31,6 +31,9 @@ class LossConfig:
     distill_mode: str = "bce"             # "bce" (per cell) or "kl" (spatial distribution)
     distill_temperature: float = 1.0
     distill_skip_kinds: list[str] = field(default_factory=list)  # pair kinds the teacher's map does not supervise
+    # False: the teacher's map does not supervise the cells labelled positive (so that size-aware labels there are
+    # not pulled back towards the teacher's scale-blind probabilities); True: every cell, as before.
+    distill_labelled_positives: bool = True
     feature_distill_weight: float = 0.0   # teacher backbone features through a training-only 1x1 adapter
     teacher_dir: str | None = None        # default ../shared/peers/nanotrack_v2
     box_weight: float = 0.0               # box branch's IoU loss (needs box_head: true); 0 = no branch loss

@@ -72,20 +72,26 @@ def triplet_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def distillation_loss(scores: torch.Tensor, teacher_logits: torch.Tensor, positive: torch.Tensor,
                       mode: str = "bce", temperature: float = 1.0,
-                      pair_weight: torch.Tensor | None = None) -> torch.Tensor:
+                      pair_weight: torch.Tensor | None = None,
+                      cell_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Student logits (B,1,R,R) against teacher logits (B,R,R) on the same cells.
 
-    ``pair_weight`` (B,) of 0/1 leaves pairs out (bce only) without changing the term's scale: the sum over the
-    kept pairs is divided by the batch size, so all-ones gives the plain mean.
+    ``pair_weight`` (B,) and ``cell_weight`` (B,R,R) of 0/1 leave pairs or single cells out (bce only) without
+    changing the term's scale: the sum over the kept cells is divided by the number of all cells, so all-ones gives
+    the plain mean.
     """
     v = scores.reshape(scores.shape[0], -1)
     t = teacher_logits.reshape(teacher_logits.shape[0], -1).to(v.dtype)
     if mode == "bce":
         target = torch.sigmoid(t / temperature)
-        if pair_weight is None:
+        if pair_weight is None and cell_weight is None:
             return F.binary_cross_entropy_with_logits(v, target)
-        per_pair = F.binary_cross_entropy_with_logits(v, target, reduction="none").mean(dim=1)
-        return (per_pair * pair_weight.to(per_pair.dtype)).sum() / len(per_pair)
+        per_cell = F.binary_cross_entropy_with_logits(v, target, reduction="none")
+        if cell_weight is not None:
+            per_cell = per_cell * cell_weight.reshape(per_cell.shape).to(per_cell.dtype)
+        if pair_weight is not None:
+            per_cell = per_cell * pair_weight.to(per_cell.dtype)[:, None]
+        return per_cell.mean()
     if mode == "kl":
         mask = positive.bool()
         if not mask.any():

@@ -274,6 +274,8 @@ class Trainer:
         elif last.is_file():
             raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); "
                                   "use --resume or another --out")
+        if not cfg.loss.distill_labelled_positives and cfg.loss.distill_mode != "bce":
+            raise ValueError("loss.distill_labelled_positives: false needs distill_mode 'bce' (per-cell terms to leave out)")
         if cfg.pairs.sources.get("pseudo", 0) > 0 and (cfg.loss.distill_weight <= 0 or cfg.loss.distill_mode != "bce"):
             raise ValueError("pairs.sources.pseudo needs loss.distill_weight > 0 with distill_mode 'bce': pseudo pairs "
                              "have no ground truth, only the teacher's map supervises them")
@@ -531,8 +533,9 @@ class Trainer:
             skip = None
             if cfg.loss.distill_skip_kinds:
                 skip = torch.from_numpy(~np.isin(batch["kinds"], cfg.loss.distill_skip_kinds)).to(dev)
+            cells = None if cfg.loss.distill_labelled_positives else (labels <= 0)
             distill = distillation_loss(scores, tensor("teacher"), tensor("positive"), cfg.loss.distill_mode,
-                                        cfg.loss.distill_temperature, pair_weight=skip)
+                                        cfg.loss.distill_temperature, pair_weight=skip, cell_weight=cells)
             total = total + cfg.loss.distill_weight * distill
         box = torch.zeros((), device=dev)
         if self.model.box_head is not None and cfg.loss.box_weight > 0:
