@@ -505,7 +505,66 @@ def test_validate_scores_a_model_file_with_other_tracker_settings(monkeypatch, t
     assert validate.main(["m.onnx"]) == 0 and seen[-1] is None  # no --set: the defaults
     for bad, message in ((["--set", "window_influence=-1"], "window_influence"), (["--set", "nothing"], "NAME=VALUE"),
                          (["--set", "scale_lr=0.8", "--backend", "builtin"], "tracker backend"),
-                         (["--turned-pairs", "30"], "trainer checkpoints"), (["--no-tracking"], "nothing to score")):
+                         (["--turned-pairs", "30"], "trainer checkpoints"), (["--scaled-pairs"], "trainer checkpoints"),
+                         (["--no-tracking"], "nothing to score")):
         with pytest.raises(SystemExit):
             validate.main(["m.onnx", *bad])
         assert message in capsys.readouterr().err
+
+
+class _RenderedSequence:
+    """A synthetic sequence in the shape the scale probe reads (name, boxes, frame(i), valid_indices)."""
+
+    def __init__(self, seq, name: str = "synthetic") -> None:
+        self.name, self.boxes, self._frames = name, np.asarray(seq.boxes, dtype=np.float64), seq.frames
+
+    def frame(self, index: int) -> np.ndarray:
+        return self._frames[index]
+
+    def valid_indices(self, min_size: float = 2.0) -> np.ndarray:
+        return np.arange(len(self.boxes))
+
+
+class _CorrelationModel(torch.nn.Module):
+    """Normalised cross-correlation of grey images at 1/4 resolution: the best match is the crop that shows the
+    target exactly as the template does, i.e. at the template's scale. ``blind``: every crop scores the same."""
+
+    def __init__(self, blind: bool = False) -> None:
+        super().__init__()
+        self.blind = blind
+
+    @staticmethod
+    def _grey(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4)
+
+    def template_features(self, z: torch.Tensor) -> torch.Tensor:
+        g = self._grey(z)[:, :, 8:24, 8:24]  # the target's middle, away from the context
+        return (g - g.mean()) / (g.std() + 1e-6)
+
+    def search_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._grey(x)
+
+    def head(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        if self.blind:
+            return torch.zeros(len(xf), 1, 9, 9)
+        k = zf.shape[-1]
+        patches = torch.nn.functional.unfold(xf, k)  # (B, k*k, L)
+        patches = (patches - patches.mean(1, keepdim=True)) / (patches.std(1, keepdim=True) + 1e-6)
+        scores = (zf.reshape(1, -1, 1) * patches).mean(1)
+        side = int(round(scores.shape[-1] ** 0.5))
+        return scores.reshape(len(xf), 1, side, side)
+
+
+def test_the_scale_probe_tells_a_scale_aware_network_from_a_blind_one() -> None:
+    # `train.validate --scaled-pairs`: five search crops 1.1x apart around the target; a network whose peak is
+    # highest on the crop at the target's scale scores right ~1, one that cannot tell scales apart does not.
+    from siammixer_ros.testing.synthetic import render_sequence
+    from siammixer_ros.train.validate import scale_pick_metrics, scaled_pair_cases
+
+    seq = _RenderedSequence(render_sequence([(130 + i, 100, 48, 48) for i in range(12)], size=(320, 240), seed=2))
+    cases = scaled_pair_cases([seq], 12, seed=0, max_gap=5, max_shift=8.0)
+    assert all(t != x and abs(t - x) <= 5 for _, t, x, _ in cases)
+    aware = scale_pick_metrics(_CorrelationModel(), [seq], cases)
+    blind = scale_pick_metrics(_CorrelationModel(blind=True), [seq], cases)
+    assert aware["scale_pick/right"] >= 0.9 and aware["scale_pick/steps"] <= 0.1, aware
+    assert blind["scale_pick/right"] == 0.0 and blind["scale_pick/bias"] == -2.0, blind  # ties: the first crop

@@ -30,8 +30,9 @@ __all__ = ["BOX_MODES", "SCALE_ESTIMATES", "TrackerParams"]
 #: search chooses the crop and the peak as with ``scale``; the box output at the peak gives the size).
 BOX_MODES = ("scale", "regression", "both")
 #: How the scale search's size is read from the scales' peaks: ``argmax`` (SiamFC: the winning scale) or
-#: ``parabola`` (the vertex of the parabola through the penalised peaks, between the scales).
-SCALE_ESTIMATES = ("argmax", "parabola")
+#: ``parabola`` (the vertex of the parabola through the penalised peaks, between the scales); or not from the network:
+#: ``dsst`` (one search crop; the size from a discriminative scale filter on HOG features, core/scale_filter.py).
+SCALE_ESTIMATES = ("argmax", "parabola", "dsst")
 # Fields holding a word, not a number, and the words allowed.
 _CHOICES = {"box_mode": BOX_MODES, "scale_estimate": SCALE_ESTIMATES}
 
@@ -57,7 +58,24 @@ class TrackerParams:
     #: ``argmax``: the size follows the winning scale (SiamFC); ``parabola``: the scale where the parabola through
     #: the penalised peaks of the winning scale and its neighbours peaks (between the scales searched, never
     #: beyond), so that a wider ``scale_step`` can follow fast size changes without jumping a whole step.
+    #: ``dsst``: the network searches one crop (``scale_num``, ``scale_step`` and ``scale_penalty`` are not used) and
+    #: the size comes from DSST's scale filter (Danelljan et al. 2014, CSRT's scale estimator) at the position the
+    #: network found, on TRACKING frames, moved by ``scale_lr`` like the scale search's.
     scale_estimate: str = "argmax"
+    #: DSST: scales sampled (odd), ``dsst_step ** k`` apart around the current size.
+    dsst_scales: int = 17
+    dsst_step: float = 1.03
+    #: DSST: weight of the scale filter's size change against the network's scale search, in log scale: the size
+    #: moves by ``network ** (1 - dsst_weight) * filter ** dsst_weight`` (1: the filter alone, one search crop
+    #: would do; below 1 the ``scale_num`` crops still vote).
+    dsst_weight: float = 1.0
+    #: DSST: side of a scale sample, times the target's geometric mean side (1: the target alone, as DSST).
+    dsst_padding: float = 1.0
+    #: DSST: learning rate of the filter (TRACKING frames only), the label's sigma relative to sqrt(dsst_scales)
+    #: scale steps, and the ridge regulariser.
+    dsst_lr: float = 0.025
+    dsst_sigma: float = 0.25
+    dsst_reg: float = 0.01
     #: Weight of the cosine (Hann) window blended into the normalised response (motion prior).
     window_influence: float = 0.176
     #: Upsampling factor of the response map (bicubic) before the peak is located.
@@ -242,6 +260,15 @@ class TrackerParams:
         need(self.context_amount >= 0, "context_amount", ">= 0")
         need(self.scale_num >= 1 and self.scale_num % 2 == 1, "scale_num", "an odd integer >= 1 (1, 3 or 5)")
         need(self.scale_step >= 1.0, "scale_step", ">= 1")
+        need(self.dsst_scales >= 3 and self.dsst_scales % 2 == 1, "dsst_scales", "an odd integer >= 3")
+        need(self.dsst_step > 1.0, "dsst_step", "> 1")
+        need(self.dsst_padding > 0, "dsst_padding", "> 0")
+        need(0 <= self.dsst_weight <= 1, "dsst_weight", "in [0, 1]")
+        need(0 < self.dsst_lr <= 1, "dsst_lr", "in (0, 1]")
+        need(self.dsst_sigma > 0, "dsst_sigma", "> 0")
+        need(self.dsst_reg > 0, "dsst_reg", "> 0")
+        need(self.scale_estimate != "dsst" or self.box_mode == "scale", "scale_estimate",
+             f"argmax or parabola with box_mode {self.box_mode!r} (dsst sizes the box of box_mode 'scale' only)")
         need(0 < self.scale_penalty <= 1, "scale_penalty", "in (0, 1]")
         need(0 <= self.scale_lr <= 1, "scale_lr", "in [0, 1]")
         need(0 <= self.window_influence <= 1, "window_influence", "in [0, 1]")

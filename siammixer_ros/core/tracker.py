@@ -58,6 +58,7 @@ from siammixer_ros.core.postprocess import (
     select_box_cell,
     select_peak,
 )
+from siammixer_ros.core.scale_filter import ScaleFilter, scale_samples
 from siammixer_ros.core.validation import as_bgr_image, check_box
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class _Target:
     # Velocity of the centre, pixels per frame (exponential average over TRACKING frames; motion_weight > 0).
     vx: float = 0.0
     vy: float = 0.0
+    # DSST's scale filter (scale_estimate dsst; core/scale_filter.py).
+    scale_filter: ScaleFilter | None = None
 
 
 def clip_box(cx: float, cy: float, w: float, h: float, width: int, height: int, min_w: float, min_h: float) -> Box:
@@ -253,12 +256,21 @@ class SiamMixerTracker:
         if self._params.online_weight > 0:
             with one_blas_thread():
                 online = self._train_online(img, cx, cy, w, h, size, pad, timings)
+        scale_filter = None
+        if self._params.scale_estimate == "dsst":
+            t3 = time.perf_counter()
+            p = self._params
+            padding = ScaleFilter.init_padding(p.dsst_padding, math.sqrt(w * h))
+            factors = ScaleFilter.geometry(p.dsst_scales, p.dsst_step, p.dsst_sigma)[0]
+            scale_filter = ScaleFilter.learn(scale_samples(img, (cx, cy), math.sqrt(w * h) * padding, factors, pad),
+                                             p.dsst_step, p.dsst_sigma, p.dsst_reg, padding)
+            timings["scale_filter"] = time.perf_counter() - t3
         height, width = img.shape[:2]
         min_w, min_h = min(self._params.min_box_size, w), min(self._params.min_box_size, h)
         reported = clip_box(cx, cy, w, h, width, height, min_w, min_h)
         self._target = _Target(
             cx=cx, cy=cy, w=w, h=h, min_w=min_w, min_h=min_h, template_features=features, box=reported,
-            online=online, frame_size=(width, height),
+            online=online, frame_size=(width, height), scale_filter=scale_filter,
         )
         timings["postprocess"] = 0.0
         timings["total"] = time.perf_counter() - t0
@@ -357,9 +369,18 @@ class SiamMixerTracker:
             # The PSR thresholds are calibrated on the Siamese map; the fused map is flatter by construction.
             peak = replace(peak, psr=peak_to_sidelobe(siamese[peak.index, 0], params.psr_exclude_radius))
         new = self._next_target(target, peak, centers, sizes, x_size, lost, width, height, choice)
+        found_scale = 1.0 if lost else self._found_scale(peak, sizes, x_size)
+        if new.scale_filter is not None and not lost and new.state is TrackState.TRACKING:
+            t_scale = time.perf_counter()
+            new, found_scale = self._scale_filter_step(new, img, pad, width, height)
+            timings_scale = time.perf_counter() - t_scale
+        else:
+            timings_scale = None
         t3 = time.perf_counter()
         timings = {"crop": t1 - t0, "inference": t2 - t1}
         timings.update(self._runtime_timings(("search", "head")))
+        if timings_scale is not None:
+            timings["scale_filter"] = timings_scale
         distractors: list[tuple[int, int]] = []
         if not lost:
             with one_blas_thread():
@@ -377,7 +398,7 @@ class SiamMixerTracker:
             score=peak.score,
             state=new.state,
             psr=peak.psr,
-            scale=1.0 if lost else self._found_scale(peak, sizes, x_size),
+            scale=found_scale,
             search_crops=n,
             frame_index=new.frame_index,
             timings=timings,
@@ -597,6 +618,24 @@ class SiamMixerTracker:
                 centers.append((cx, cy))
         return centers or [(target.cx, target.cy)]
 
+    def _scale_filter_step(self, target: _Target, image: np.ndarray, pad: tuple[float, ...], width: int,
+                           height: int) -> tuple[_Target, float]:
+        """A TRACKING frame with ``scale_estimate`` dsst: the scale filter's size at the network's position (moved
+        by ``scale_lr``), then the filter learns the target at that size."""
+        params, scale_filter = self._params, target.scale_filter
+        assert scale_filter is not None
+        centre, factors = (target.cx, target.cy), scale_filter.factors
+        found = scale_filter.scale(scale_samples(image, centre, math.sqrt(target.w * target.h) * scale_filter.padding,
+                                                 factors, pad))
+        factor = ((1.0 - params.scale_lr) + params.scale_lr * found) ** params.dsst_weight
+        w = min(max(target.w * factor, target.min_w), max(float(width), target.min_w))
+        h = min(max(target.h * factor, target.min_h), max(float(height), target.min_h))
+        samples = scale_samples(image, centre, math.sqrt(w * h) * scale_filter.padding, factors, pad)
+        if np.all(np.isfinite(samples)):
+            scale_filter = scale_filter.updated(samples, params.dsst_lr)
+        return replace(target, w=w, h=h, scale_filter=scale_filter,
+                       box=clip_box(target.cx, target.cy, w, h, width, height, target.min_w, target.min_h)), found
+
     def _found_scale(self, peak: Peak, sizes: list[float], x_size: float) -> float:
         """The scale the search found, relative to the unsnapped search size: the winning crop as cut (snapped),
         moved between the scales by the parabola's vertex when one was fitted (``scale_estimate``)."""
@@ -653,6 +692,8 @@ class SiamMixerTracker:
                 h = (1.0 - rate) * h + rate * choice.h * crop_scale
             elif good:
                 factor = (1.0 - params.scale_lr) + params.scale_lr * self._found_scale(peak, sizes, x_size)
+                if params.scale_estimate == "dsst":  # the scale filter has the rest of the say (update())
+                    factor **= 1.0 - params.dsst_weight
                 w, h = w * factor, h * factor
         cx = min(max(cx, 0.0), width - 1.0)
         cy = min(max(cy, 0.0), height - 1.0)

@@ -275,7 +275,8 @@ class Trainer:
             raise FileExistsError(f"{self.out} already holds a run (checkpoints/last.pt); "
                                   "use --resume or another --out")
         if not cfg.loss.distill_labelled_positives and cfg.loss.distill_mode != "bce":
-            raise ValueError("loss.distill_labelled_positives: false needs distill_mode 'bce' (per-cell terms to leave out)")
+            raise ValueError("loss.distill_labelled_positives: false needs distill_mode 'bce' "
+                             "(per-cell terms to leave out)")
         if cfg.pairs.sources.get("pseudo", 0) > 0 and (cfg.loss.distill_weight <= 0 or cfg.loss.distill_mode != "bce"):
             raise ValueError("pairs.sources.pseudo needs loss.distill_weight > 0 with distill_mode 'bce': pseudo pairs "
                              "have no ground truth, only the teacher's map supervises them")

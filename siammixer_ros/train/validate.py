@@ -139,6 +139,75 @@ def _drawn_iou(pred: np.ndarray, target: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+# --- scale probe: does the response's peak say which crop shows the target at the template's scale? ----------
+
+SCALE_PROBE_FACTORS = 1.1 ** np.arange(-2.0, 3.0)  # search crops 0.83x .. 1.21x the side that matches the target
+
+
+def scaled_pair_cases(sequences: list[CachedSequence], count: int, seed: int, max_gap: int = 50,
+                      max_shift: float = 24.0) -> list[tuple[int, int, int, np.ndarray]]:
+    """Fixed cases for :func:`scale_pick_metrics`: ``(sequence index, template frame, search frame, shift)``, the
+    shift (search-crop pixels, U(+-max_shift) per axis) moving every crop of a case off the target alike."""
+    rng = np.random.default_rng(seed)
+    valid = [seq.valid_indices(4.0) for seq in sequences]
+    usable = [i for i, v in enumerate(valid) if len(v) >= 2]
+    if not usable:
+        raise ValueError("no sequence has two frames with a target of at least 4 px")
+    cases = []
+    for _ in range(count):
+        i = int(rng.choice(usable))
+        frames = valid[i]
+        t = int(rng.integers(len(frames)))
+        near = frames[(np.abs(frames - frames[t]) <= max_gap) & (frames != frames[t])]
+        x = int(rng.choice(near)) if len(near) else int(frames[(t + 1) % len(frames)])
+        cases.append((i, int(frames[t]), x, rng.uniform(-max_shift, max_shift, 2)))
+    return cases
+
+
+@torch.no_grad()
+def scale_pick_metrics(model: torch.nn.Module, sequences: list[CachedSequence],
+                       cases: list[tuple[int, int, int, np.ndarray]]) -> dict[str, float]:
+    """How well the network's peak tells the scales apart, the question SiamFC's scale search asks it.
+
+    Per case the template is cut from the template frame at its true box (as ``init`` does) and the search frame
+    is cut at the five sides ``SCALE_PROBE_FACTORS`` times the one that shows its true box at the template's scale
+    (``2 * context_side``), all around the same shifted centre. ``scale_pick/right``: share of cases whose highest
+    peak logit (of the map upsampled 16x, as the tracker reads it) is the matching crop's; ``scale_pick/steps``: mean
+    distance of the winning crop from it, in steps of 1.1 (0 is perfect; always picking the middle crop also scores
+    0 and 1.0: compare weights, not to an ideal);
+    ``scale_pick/bias``: the mean signed step (positive: too large crops win, so the box would shrink).
+    """
+    was_training = model.training
+    model.eval()
+    picks = []
+    try:
+        for i, t, x, shift in cases:
+            seq = sequences[i]
+            template_frame, search_frame = seq.frame(t), seq.frame(x)
+            pad_z = tuple(cv2.mean(template_frame)[:3])
+            z_box, x_box = seq.boxes[t], seq.boxes[x]
+            z = warp_crop(template_frame, box_center(z_box), crop_linear(context_side(*z_box[2:]), TEMPLATE_SIZE),
+                          TEMPLATE_SIZE, pad_z)
+            side = 2.0 * context_side(*x_box[2:])
+            pad_x = tuple(cv2.mean(search_frame)[:3])
+            crops = []
+            for f in SCALE_PROBE_FACTORS:
+                centre = box_center(x_box) + shift * side / SEARCH_SIZE
+                crops.append(warp_crop(search_frame, centre, crop_linear(side * f, SEARCH_SIZE), SEARCH_SIZE, pad_x))
+            zt = torch.from_numpy(z[None].transpose(0, 3, 1, 2).astype(np.float32))
+            xt = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32))
+            scores = model.head(model.template_features(zt), model.search_features(xt))[:, 0].numpy()
+            # The peak as the tracker reads it: the map upsampled 16x (bicubic) first.
+            side = scores.shape[-1] * 16
+            peaks = [cv2.resize(m, (side, side), interpolation=cv2.INTER_CUBIC).max() for m in scores]
+            picks.append(int(np.argmax(peaks)) - len(SCALE_PROBE_FACTORS) // 2)
+    finally:
+        model.train(was_training)
+    steps = np.array(picks, dtype=np.float64)
+    return {"scale_pick/right": float(np.mean(steps == 0)), "scale_pick/steps": float(np.mean(np.abs(steps))),
+            "scale_pick/bias": float(np.mean(steps))}
+
+
 # --- a plain SiamFC tracker on the torch model (selection signal only) --------------------------------
 
 class TorchSiamFC:
@@ -368,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
                              "(0: not turned): peak_hit/turn_DEG, the share of positive pairs whose highest cell is "
                              "within 16 px of the target (trainer checkpoints only)")
     parser.add_argument("--turned-pair-count", type=int, default=512)
-    parser.add_argument("--no-tracking", action="store_true", help="only the pair scores (with --turned-pairs)")
+    parser.add_argument("--scaled-pairs", action="store_true",
+                        help="also score the scale probe on fixed cases of the split (scale_pick_metrics: does the "
+                             "highest peak of five crops 1.1x apart come from the one at the target's scale; trainer "
+                             "checkpoints only)")
+    parser.add_argument("--scaled-pair-count", type=int, default=400)
+    parser.add_argument("--no-tracking", action="store_true",
+                        help="only the pair scores (with --turned-pairs or --scaled-pairs)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="one TrackerParams value of the tracker backend (repeatable), e.g. to compare tracker "
                              "settings with temporal restarts")
@@ -384,16 +459,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if params and args.backend != "tracker":
         parser.error("--set needs the tracker backend")
-    if args.turned_pairs and any(c.suffix == ".onnx" for c in args.checkpoints):
-        parser.error("--turned-pairs scores trainer checkpoints (.pt), not model files")
-    if args.no_tracking and not args.turned_pairs:
-        parser.error("--no-tracking leaves nothing to score without --turned-pairs")
+    if (args.turned_pairs or args.scaled_pairs) and any(c.suffix == ".onnx" for c in args.checkpoints):
+        parser.error("--turned-pairs and --scaled-pairs score trainer checkpoints (.pt), not model files")
+    if args.no_tracking and not (args.turned_pairs or args.scaled_pairs):
+        parser.error("--no-tracking leaves nothing to score without --turned-pairs or --scaled-pairs")
     torch.set_num_threads(args.threads)
     names = SELECTION_SEQUENCES if args.split == "selection" else VAL_SEQUENCES
     sequences = load_cached_sequences(args.data, args.cache, list(names))
     # Drawn once, so every checkpoint is scored on the same pairs.
     turned = {deg: validation_pairs(sequences, args.turned_pair_count, seed=0, turn_deg=deg)
               for deg in args.turned_pairs}
+    scaled = scaled_pair_cases(sequences, args.scaled_pair_count, seed=0) if args.scaled_pairs else []
     results = {}
     for ckpt in args.checkpoints:
         t0 = time.time()
@@ -412,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics = tracking_auc(model, sequences, args.max_frames, channels_last=False, starts=args.starts)
             for deg, pairs in turned.items():
                 metrics[f"peak_hit/turn_{deg:g}"] = pair_metrics(model, pairs, channels_last=False)["val_peak_hit"]
+            if scaled:
+                metrics.update(scale_pick_metrics(model, sequences, scaled))
             metrics["pairs_seen"] = state.get("pairs_seen", -1)
         if params:
             metrics["tracker_params"] = params
@@ -421,8 +499,11 @@ def main(argv: list[str] | None = None) -> int:
                             if k.startswith("peak_hit/"))
         pairs_seen = f"pairs {metrics['pairs_seen']} " if metrics["pairs_seen"] >= 0 else ""
         auc = f"val_track_auc {metrics['val_track_auc']:.4f} " if "val_track_auc" in metrics else ""
+        per_scale = " ".join(f"{k.removeprefix('scale_pick/')}={v:.3f}" for k, v in metrics.items()
+                             if k.startswith("scale_pick/"))
         print(f"{ckpt}: {pairs_seen}{auc}({time.time() - t0:.0f} s)  {per_seq}"
-              + (f"  peak_hit {per_turn}" if per_turn else ""), flush=True)
+              + (f"  peak_hit {per_turn}" if per_turn else "") + (f"  scale_pick {per_scale}" if per_scale else ""),
+              flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
