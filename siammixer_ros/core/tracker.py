@@ -623,7 +623,8 @@ class SiamMixerTracker:
         """A TRACKING frame with ``scale_estimate`` dsst: the scale filter's size at the network's position (moved
         by ``scale_lr``), then the filter learns the target at that size."""
         params, scale_filter = self._params, target.scale_filter
-        assert scale_filter is not None
+        if scale_filter is None:
+            return target, 1.0
         centre, factors = (target.cx, target.cy), scale_filter.factors
         found = scale_filter.scale(scale_samples(image, centre, math.sqrt(target.w * target.h) * scale_filter.padding,
                                                  factors, pad))
