@@ -175,7 +175,7 @@ def scale_pick_metrics(model: torch.nn.Module, sequences: list[CachedSequence],
     peak logit (of the map upsampled 16x, as the tracker reads it) is the matching crop's; ``scale_pick/steps``: mean
     distance of the winning crop from it, in steps of 1.1 (0 is perfect; always picking the middle crop also scores
     0 and 1.0: compare weights, not to an ideal);
-    ``scale_pick/bias``: the mean signed step (positive: too large crops win, so the box would shrink).
+    ``scale_pick/bias``: the mean signed step (positive: larger crops win, so the box would grow; negative: shrink).
     """
     was_training = model.training
     model.eval()
