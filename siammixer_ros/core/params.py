@@ -31,7 +31,8 @@ __all__ = ["BOX_MODES", "SCALE_ESTIMATES", "TrackerParams"]
 BOX_MODES = ("scale", "regression", "both")
 #: How the scale search's size is read from the scales' peaks: ``argmax`` (SiamFC: the winning scale) or
 #: ``parabola`` (the vertex of the parabola through the penalised peaks, between the scales); or not from the network:
-#: ``dsst`` (one search crop; the size from a discriminative scale filter on HOG features, core/scale_filter.py).
+#: ``dsst`` (the size from a discriminative scale filter on HOG features, core/scale_filter.py, mixed with the scale
+#: search's by ``dsst_weight``).
 SCALE_ESTIMATES = ("argmax", "parabola", "dsst")
 # Fields holding a word, not a number, and the words allowed.
 _CHOICES = {"box_mode": BOX_MODES, "scale_estimate": SCALE_ESTIMATES}
@@ -58,16 +59,18 @@ class TrackerParams:
     #: ``argmax``: the size follows the winning scale (SiamFC); ``parabola``: the scale where the parabola through
     #: the penalised peaks of the winning scale and its neighbours peaks (between the scales searched, never
     #: beyond), so that a wider ``scale_step`` can follow fast size changes without jumping a whole step.
-    #: ``dsst``: the network searches one crop (``scale_num``, ``scale_step`` and ``scale_penalty`` are not used) and
-    #: the size comes from DSST's scale filter (Danelljan et al. 2014, CSRT's scale estimator) at the position the
-    #: network found, on TRACKING frames, moved by ``scale_lr`` like the scale search's.
+    #: ``dsst``: the size comes from DSST's scale filter (Danelljan et al. 2014, CSRT's scale estimator) at the
+    #: position the network found, on TRACKING frames, moved by ``scale_lr`` like the scale search's; the network
+    #: still searches ``scale_num`` crops (their position, and their size vote when ``dsst_weight`` < 1; with
+    #: ``dsst_weight`` 1, ``scale_num: 1`` saves two crops). Not the default: docs/tracker.md, "A scale filter beside
+    #: the network".
     scale_estimate: str = "argmax"
     #: DSST: scales sampled (odd), ``dsst_step ** k`` apart around the current size.
     dsst_scales: int = 17
     dsst_step: float = 1.03
     #: DSST: weight of the scale filter's size change against the network's scale search, in log scale: the size
-    #: moves by ``network ** (1 - dsst_weight) * filter ** dsst_weight`` (1: the filter alone, one search crop
-    #: would do; below 1 the ``scale_num`` crops still vote).
+    #: moves by ``network ** (1 - dsst_weight) * filter ** dsst_weight`` (1: the filter alone; below 1 the
+    #: ``scale_num`` crops still vote).
     dsst_weight: float = 1.0
     #: DSST: side of a scale sample, times the target's geometric mean side (1: the target alone, as DSST).
     dsst_padding: float = 1.0

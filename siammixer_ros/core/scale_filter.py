@@ -1,11 +1,12 @@
-"""A discriminative scale filter (DSST) beside the Siamese network: the size comes from here, the position from the
-network.
+"""A discriminative scale filter (DSST) beside the Siamese network: a second opinion on the target's size, at the
+position the network found (``scale_estimate: dsst``; not the default).
 
-Why: the network's response peak hardly tells scales apart. Measured with the scale probe
+Why: the network's response peak tells scales apart only a little better than chance. Measured with the scale probe
 (``python -m siammixer_ros.train.validate CKPT --scaled-pairs``, selection split): of five search crops 1.1x apart
-around the target, the one at the target's scale gives the highest peak in about a fifth of the cases, as chance
-would, for SiamMixer-S 0.3.0 and for the run trained with size-aware labels. SiamFC's three-scale search on such a
-network moves the size at random, and on the training split the right size alone would be worth +0.05 AUC.
+around the target, the one at the target's scale gives the highest peak in 0.255 of the cases for SiamMixer-S 0.3.0
+(chance 0.2), so SiamFC's three-scale search follows the size only through ``scale_lr``'s averaging over frames, and
+on the training split the right size alone would be worth +0.05 AUC. Searched on the training split, this filter
+does not beat the scale search on average (docs/tracker.md, "A scale filter beside the network").
 
 DSST (Danelljan et al., "Accurate scale estimation for robust visual tracking", BMVC 2014), the scale estimator of
 CSRT: ``n`` samples of the target at scales ``step ** k`` (``k = -(n-1)/2 .. (n-1)/2``) around the position the
@@ -28,7 +29,7 @@ from siammixer_ros.core.crop import get_subwindows
 
 __all__ = ["MIN_SAMPLE_SIDE", "PATCH_SIZE", "ScaleFilter", "scale_samples"]
 
-#: Side of the patch every scale sample is resized to (pixels), and of a HOG cell.
+#: Side of the patch every scale sample is resized to (pixels); HOG cells of CELL_SIZE pixels.
 PATCH_SIZE = 24
 #: Smallest side of the middle sample at ``init`` (image pixels): a target of a few pixels is sampled with more
 #: context (the padding is fixed at ``init``, so the samples keep scaling with the target afterwards).

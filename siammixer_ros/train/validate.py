@@ -172,9 +172,8 @@ def scale_pick_metrics(model: torch.nn.Module, sequences: list[CachedSequence],
     Per case the template is cut from the template frame at its true box (as ``init`` does) and the search frame
     is cut at the five sides ``SCALE_PROBE_FACTORS`` times the one that shows its true box at the template's scale
     (``2 * context_side``), all around the same shifted centre. ``scale_pick/right``: share of cases whose highest
-    peak logit (of the map upsampled 16x, as the tracker reads it) is the matching crop's; ``scale_pick/steps``: mean
-    distance of the winning crop from it, in steps of 1.1 (0 is perfect; always picking the middle crop also scores
-    0 and 1.0: compare weights, not to an ideal);
+    peak logit (of the map upsampled 16x, as the tracker reads it) is the matching crop's (chance: 0.2);
+    ``scale_pick/steps``: mean distance of the winning crop from it, in steps of 1.1 (0 is perfect, chance 1.2);
     ``scale_pick/bias``: the mean signed step (positive: larger crops win, so the box would grow; negative: shrink).
     """
     was_training = model.training
@@ -198,8 +197,8 @@ def scale_pick_metrics(model: torch.nn.Module, sequences: list[CachedSequence],
             xt = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32))
             scores = model.head(model.template_features(zt), model.search_features(xt))[:, 0].numpy()
             # The peak as the tracker reads it: the map upsampled 16x (bicubic) first.
-            side = scores.shape[-1] * 16
-            peaks = [cv2.resize(m, (side, side), interpolation=cv2.INTER_CUBIC).max() for m in scores]
+            up = scores.shape[-1] * 16
+            peaks = [cv2.resize(m, (up, up), interpolation=cv2.INTER_CUBIC).max() for m in scores]
             picks.append(int(np.argmax(peaks)) - len(SCALE_PROBE_FACTORS) // 2)
     finally:
         model.train(was_training)
