@@ -57,9 +57,9 @@ def scale_samples(image: np.ndarray, center_xy: tuple[float, float], side: float
     low_bin = low.astype(np.int64) % ORIENTATIONS
     high_bin = (low_bin + 1) % ORIENTATIONS
     n, cells = len(sizes), PATCH_SIZE // CELL_SIZE
-    hist = np.zeros((n, PATCH_SIZE, PATCH_SIZE, ORIENTATIONS), dtype=np.float32)
-    np.put_along_axis(hist, low_bin[..., None], (magnitude * (1.0 - upper_share))[..., None], axis=3)
-    hist += np.eye(ORIENTATIONS, dtype=np.float32)[high_bin] * (magnitude * upper_share)[..., None]
+    one_hot = np.eye(ORIENTATIONS, dtype=np.float32)
+    hist = (one_hot[low_bin] * (magnitude * (1.0 - upper_share))[..., None]
+            + one_hot[high_bin] * (magnitude * upper_share)[..., None])
     hist = hist.reshape(n, cells, CELL_SIZE, cells, CELL_SIZE, ORIENTATIONS).sum(axis=(2, 4))
     hist /= np.sqrt((hist * hist).sum(axis=-1, keepdims=True)) + 0.05  # per cell, as HOG's normalisation
     grey = gray.reshape(n, cells, CELL_SIZE, cells, CELL_SIZE).mean(axis=(2, 4))
@@ -103,6 +103,22 @@ class ScaleFilter:
         factors, label, window = cls.geometry(count, step, sigma)
         numerator, denominator = cls._terms(samples, label, window)
         return cls(factors, numerator, denominator, label, window, float(regulariser), float(padding))
+
+    @classmethod
+    def start(cls, image: np.ndarray, center_xy: tuple[float, float], target_side: float,
+              pad_value: tuple[float, ...], count: int, step: float, sigma: float, regulariser: float,
+              padding: float) -> ScaleFilter:
+        """The filter of a new target of geometric mean side ``target_side`` at ``center_xy`` of ``image``: samples
+        at ``count`` scales ``step`` apart, taken with ``padding`` (raised by :meth:`init_padding`)."""
+        padding = cls.init_padding(padding, target_side)
+        factors = cls.geometry(count, step, sigma)[0]
+        samples = scale_samples(image, center_xy, target_side * padding, factors, pad_value)
+        return cls.learn(samples, step, sigma, regulariser, padding)
+
+    def samples(self, image: np.ndarray, center_xy: tuple[float, float], target_side: float,
+                pad_value: tuple[float, ...]) -> np.ndarray:
+        """This filter's ``(D, n)`` samples of a target of geometric mean side ``target_side`` at ``center_xy``."""
+        return scale_samples(image, center_xy, target_side * self.padding, self.factors, pad_value)
 
     @staticmethod
     def _terms(samples: np.ndarray, label: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

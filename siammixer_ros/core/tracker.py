@@ -58,7 +58,7 @@ from siammixer_ros.core.postprocess import (
     select_box_cell,
     select_peak,
 )
-from siammixer_ros.core.scale_filter import ScaleFilter, scale_samples
+from siammixer_ros.core.scale_filter import ScaleFilter
 from siammixer_ros.core.validation import as_bgr_image, check_box
 
 if TYPE_CHECKING:
@@ -260,10 +260,8 @@ class SiamMixerTracker:
         if self._params.scale_estimate == "dsst":
             t3 = time.perf_counter()
             p = self._params
-            padding = ScaleFilter.init_padding(p.dsst_padding, math.sqrt(w * h))
-            factors = ScaleFilter.geometry(p.dsst_scales, p.dsst_step, p.dsst_sigma)[0]
-            scale_filter = ScaleFilter.learn(scale_samples(img, (cx, cy), math.sqrt(w * h) * padding, factors, pad),
-                                             p.dsst_step, p.dsst_sigma, p.dsst_reg, padding)
+            scale_filter = ScaleFilter.start(img, (cx, cy), math.sqrt(w * h), pad, p.dsst_scales, p.dsst_step,
+                                             p.dsst_sigma, p.dsst_reg, p.dsst_padding)
             timings["scale_filter"] = time.perf_counter() - t3
         height, width = img.shape[:2]
         min_w, min_h = min(self._params.min_box_size, w), min(self._params.min_box_size, h)
@@ -625,13 +623,12 @@ class SiamMixerTracker:
         params, scale_filter = self._params, target.scale_filter
         if scale_filter is None:
             return target, 1.0
-        centre, factors = (target.cx, target.cy), scale_filter.factors
-        found = scale_filter.scale(scale_samples(image, centre, math.sqrt(target.w * target.h) * scale_filter.padding,
-                                                 factors, pad))
+        centre = (target.cx, target.cy)
+        found = scale_filter.scale(scale_filter.samples(image, centre, math.sqrt(target.w * target.h), pad))
         factor = ((1.0 - params.scale_lr) + params.scale_lr * found) ** params.dsst_weight
         w = min(max(target.w * factor, target.min_w), max(float(width), target.min_w))
         h = min(max(target.h * factor, target.min_h), max(float(height), target.min_h))
-        samples = scale_samples(image, centre, math.sqrt(w * h) * scale_filter.padding, factors, pad)
+        samples = scale_filter.samples(image, centre, math.sqrt(w * h), pad)
         if np.all(np.isfinite(samples)):
             scale_filter = scale_filter.updated(samples, params.dsst_lr)
         return replace(target, w=w, h=h, scale_filter=scale_filter,
