@@ -327,3 +327,47 @@ def test_cache_decodes_a_video_once(tmp_path: Path) -> None:
     again = cache_sequence(seq_dir, tmp_path / "cache")
     assert (again.directory / "done.json").stat().st_mtime_ns == stamp  # skipped: already cached
     assert np.isnan(read_groundtruth(seq_dir / "groundtruth.txt")[1]).all()
+
+
+def test_scale_ranking_crops_show_the_same_frame_larger_and_smaller_about_one_centre(
+        synthetic_sequences: list[CachedSequence]) -> None:
+    cfg = PairConfig(sources={"video": 1.0}, max_gap=5, scale_rank_prob=1.0, scale_rank_log_range=(0.1, 0.2),
+                     augment=_geometry_only(search_scale=0.25, stretch=0.1))
+    sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=7)
+    pairs = [sampler.sample() for _ in range(10)]
+    centre = np.array([(SEARCH_SIZE - 1) / 2] * 2)
+    for pair in pairs:
+        assert pair.scale_crops.shape == (2, SEARCH_SIZE, SEARCH_SIZE, 3)
+        # The pair's own crop is cut at the target's scale whatever the jitter and stretch: its matched size.
+        np.testing.assert_allclose(_red_size(pair.search), pair.matched_wh, atol=2.0)
+        np.testing.assert_allclose(_red_centroid(pair.search), pair.target_xy, atol=1.5)
+        larger, smaller = pair.scale_crops
+        for crop, bounds in ((larger, (np.exp(-0.2), np.exp(-0.1))), (smaller, (np.exp(0.1), np.exp(0.2)))):
+            # A larger crop shows the target smaller by its factor, and nearer the shared centre by the same factor.
+            ratio = np.sqrt(np.prod(_red_size(crop) / _red_size(pair.search)))
+            assert bounds[0] - 0.04 <= ratio <= bounds[1] + 0.04, ratio
+            np.testing.assert_allclose(_red_centroid(crop) - centre, (pair.target_xy - centre) * ratio, atol=2.5)
+    batch = collate(pairs + [PairSampler(synthetic_sequences[:2], None, PairConfig(sources={"negative": 1.0}),
+                                         seed=1).sample()])
+    assert batch["scale_search"].shape == (20, 3, SEARCH_SIZE, SEARCH_SIZE)
+    assert batch["scale_owner"].tolist() == list(range(10))
+    # Off (the default), no pair has them and the batch has no such keys.
+    plain = PairSampler(synthetic_sequences[:2], None, PairConfig(sources={"video": 1.0}, max_gap=5), seed=7)
+    assert "scale_search" not in collate([plain.sample() for _ in range(4)])
+
+
+def test_scale_ranking_crops_share_their_photometric_changes(synthetic_sequences: list[CachedSequence]) -> None:
+    # Full photometric augmentation: the crops of one pair differ in scale only, so their central pixels (the
+    # background near the shared centre, magnified a little differently) have nearly the same brightness.
+    cfg = PairConfig(sources={"video": 1.0}, max_gap=5, scale_rank_prob=1.0, scale_rank_log_range=(0.05, 0.06),
+                     augment=AugmentConfig(noise=0.0, blur=0.0, motion_blur=0.0))
+    sampler = PairSampler(synthetic_sequences[:2], None, cfg, seed=8)
+    gaps, between = [], []
+    pairs = [sampler.sample() for _ in range(12)]
+    for pair in pairs:
+        crops = np.concatenate([pair.search[None], pair.scale_crops]).astype(np.float64)
+        means = crops.reshape(3, -1, 3).mean(axis=1)
+        gaps.append(np.abs(means - means[0]).max())
+    for a, b in zip(pairs, pairs[1:], strict=False):
+        between.append(np.abs(a.search.reshape(-1, 3).mean(0) - b.search.reshape(-1, 3).mean(0)).max())
+    assert max(gaps) < 0.35 * np.median(between), (gaps, between)

@@ -568,3 +568,23 @@ def test_the_scale_probe_tells_a_scale_aware_network_from_a_blind_one() -> None:
     blind = scale_pick_metrics(_CorrelationModel(blind=True), [seq], cases)
     assert aware["scale_pick/right"] >= 0.9 and aware["scale_pick/steps"] <= 0.1, aware
     assert blind["scale_pick/right"] == 0.0 and blind["scale_pick/bias"] == -2.0, blind  # ties: the first crop
+
+
+def test_scale_ranking_trains_on_its_crops_and_logs_its_term(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = _config(tiny_data, tmp_path / "cache", {"distill_weight": 0.0, "scale_rank_weight": 1.0})
+    cfg.pairs.sources = {"video": 1.0}
+    cfg.pairs.scale_rank_prob = 1.0
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    batch = trainer.batches.make(0)
+    assert batch["scale_search"].shape == (8, 3, 256, 256) and batch["scale_owner"].tolist() == [0, 1, 2, 3]
+    rows = [trainer.train_step(batch) for _ in range(8)]
+    assert rows[0]["scale_rank"] > 0 and rows[-1]["scale_rank"] < rows[0]["scale_rank"], \
+        [r["scale_rank"] for r in rows]
+    trainer.run(max_steps=1)
+    assert (tmp_path / "run" / "log_scale_rank.csv").read_text().splitlines()[0] == "step,pairs,scale_rank"
+    # With the weight at 0 the crops are drawn but not scored: the term is 0 and log.csv keeps its columns.
+    cfg.loss.scale_rank_weight = 0.0
+    off = Trainer(cfg, tmp_path / "off", progress=False)
+    assert off.train_step(off.batches.make(0))["scale_rank"] == 0.0
+    off.run(max_steps=1)
+    assert not (tmp_path / "off" / "log_scale_rank.csv").exists()

@@ -15,6 +15,7 @@ from siammixer_ros.train.losses import (  # noqa: E402
     feature_distillation_loss,
     joint_loss,
     logistic_loss,
+    scale_rank_loss,
     triplet_loss,
 )
 
@@ -222,3 +223,23 @@ def test_a_soft_positive_label_is_learnt_as_that_probability() -> None:
     assert float(logistic_loss(scores, ones)) == float(logistic_loss(scores, label))
     # The triplet term counts soft positives as positives.
     assert float(triplet_loss(scores, soft)) == pytest.approx(float(triplet_loss(scores, label)))
+
+
+def test_scale_ranking_asks_the_matched_crop_to_peak_highest() -> None:
+    matched = torch.full((2, 1, 9, 9), -4.0)
+    matched[:, 0, 4, 4] = 3.0
+    off = torch.full((2, 2, 9, 9), -4.0)
+    off[:, :, 4, 5] = 1.0
+    low = scale_rank_loss(matched, off)
+    assert float(low) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-2.0))), rel=1e-6)
+    # The same maps with the roles swapped cost more; only the peaks count, not the other cells.
+    assert float(scale_rank_loss(off[:, :1], torch.cat([matched, matched], 1))) > float(low)
+    quieter = off.clone()
+    quieter[:, :, 0, 0] = -9.0
+    assert float(scale_rank_loss(matched, quieter)) == pytest.approx(float(low))
+    # Its gradient raises the matched peak and lowers the off peaks, nothing else.
+    m, o = matched.clone().requires_grad_(), off.clone().requires_grad_()
+    scale_rank_loss(m, o).backward()
+    assert m.grad[:, 0, 4, 4].lt(0).all() and o.grad[:, :, 4, 5].gt(0).all()
+    assert int((m.grad != 0).sum()) == 2 and int((o.grad != 0).sum()) == 4
+    assert float(scale_rank_loss(matched[:0], off[:0])) == 0.0

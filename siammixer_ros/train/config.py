@@ -36,6 +36,8 @@ class LossConfig:
     distill_labelled_positives: bool = True
     feature_distill_weight: float = 0.0   # teacher backbone features through a training-only 1x1 adapter
     teacher_dir: str | None = None        # default ../shared/peers/nanotrack_v2
+    # Weight of the scale-ranking loss on the pairs drawn with scale crops (PairConfig.scale_rank_prob); 0: off.
+    scale_rank_weight: float = 0.0
     box_weight: float = 0.0               # box branch's IoU loss (needs box_head: true); 0 = no branch loss
     box_loss: str = "giou"                # "giou" or "iou" (linear IoU)
     box_teacher_min_logit: float = 0.0    # pseudo pairs: cells where the teacher's foreground logit is above this

@@ -222,6 +222,9 @@ class Pair:
     # The target's size in the search crop had the crop been cut at the scale the tracker aims at (the box's own
     # SiamFC side, no scale jitter or stretch): what a tracker on the right scale would report. None: negative.
     matched_wh: np.ndarray | None = None
+    # (2, 256, 256, 3): the search frame cut about the same centre at a larger and a smaller side than ``search``,
+    # which is then cut at the target's own scale (PairConfig.scale_rank_prob); None: no scale-ranking crops.
+    scale_crops: np.ndarray | None = None
 
 
 @dataclass
@@ -254,6 +257,13 @@ class PairConfig:
     hard_negatives_file: str | None = None
     hard_negative_template_gap: int = 100   # template frame at most this far from the mined frame
     hard_negative_pull: tuple[float, float] = (0.25, 0.6)  # crop centre = wrong + U(a, b) (target - wrong)
+    # With this probability a video pair's search crop is cut at the target's own scale (no scale jitter or
+    # stretch) and two more crops of the same frame, a larger and a smaller one about the same centre, go with it
+    # (Pair.scale_crops): the scale-ranking loss (LossConfig.scale_rank_weight) asks the matched crop to peak
+    # highest, the comparison the tracker's scale search makes. Each off crop's side is the matched one's times
+    # exp(+-U(a, b)) of ``scale_rank_log_range``. 0: never drawn, so older configs keep their exact batches.
+    scale_rank_prob: float = 0.0
+    scale_rank_log_range: tuple[float, float] = (0.07, 0.2)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -418,6 +428,30 @@ class PairSampler:
             self.pasted = self._paste_instances(crop, target_xy, target_wh, distract_from, inside.astype(bool))
         return photometric(crop, rng, a, gray), target_xy, target_wh
 
+    def _scale_ranked_search(self, image: np.ndarray, box: np.ndarray, flip: bool, gray: bool
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A search crop at the target's own scale (the side the tracker aims at, no jitter or stretch) and two
+        crops about the same centre, larger and smaller by ``exp(U(scale_rank_log_range))``: crop, target xy, wh,
+        the two off crops. All three share one draw of the photometric changes, so only their scale differs."""
+        a = self.cfg.augment
+        rng = self.rng
+        side = 2.0 * context_side(box[2], box[3])
+        angle = rng.uniform(-a.rotation_deg, a.rotation_deg)
+        linear = crop_linear(side, SEARCH_SIZE, angle, flip)
+        target = box_center(box)
+        center = target - linear @ rng.uniform(-a.search_shift, a.search_shift, size=2)
+        low, high = self.cfg.scale_rank_log_range
+        factors = (math.exp(rng.uniform(low, high)), math.exp(-rng.uniform(low, high)))
+        crops = [warp_crop(image, center, linear * f, SEARCH_SIZE) for f in (1.0, *factors)]
+        state = rng.bit_generator.state
+        out = []
+        for crop in crops:
+            rng.bit_generator.state = state  # the same brightness, colour, blur and noise draws for each
+            out.append(photometric(crop, rng, a, gray))
+        target_xy = point_in_crop(target, center, linear, SEARCH_SIZE)
+        target_wh = np.array([box[2], box[3]]) / np.linalg.norm(linear, axis=0)
+        return out[0], target_xy, target_wh, np.stack(out[1:])
+
     def _paste_instances(self, crop: np.ndarray, target_xy: np.ndarray, target_wh: np.ndarray,
                          target_sequence: str, inside: np.ndarray | None = None) -> list[str]:
         """Paste 1-2 cut-outs of other videos' objects into ``crop`` near the target; returns their labels."""
@@ -457,6 +491,11 @@ class PairSampler:
         flip, gray = self._flags()
         template = self._template(seq.frame(t_idx), seq.boxes[t_idx], flip, gray)
         self.pasted = []
+        # The draw only happens when the option is on, so that configs without it keep their exact batches.
+        if kind == "video" and self.cfg.scale_rank_prob > 0 and self.rng.random() < self.cfg.scale_rank_prob:
+            search, xy, wh, scale_crops = self._scale_ranked_search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray)
+            return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}:scales",
+                        matched_size(seq.boxes[x_idx]), scale_crops)
         search, xy, wh = self._search(seq.frame(x_idx), seq.boxes[x_idx], flip, gray, distract_from=seq.name)
         extra = "".join(f"+{p}" for p in self.pasted)
         return Pair(template, search, xy, wh, kind, f"{seq.name}:{t_idx}->{x_idx}{extra}",
@@ -641,7 +680,8 @@ def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.
     """Stack pairs: NCHW float32 BGR 0..255 images, labels (B,9,9), target xy and wh (NaN for negatives).
 
     Pseudo pairs have no ground truth: their labels are -1 (ignored) everywhere. ``size_iou_power`` > 0 makes
-    positive cells' labels soft (:func:`positive_label_value`); 0 keeps them exactly 1.
+    positive cells' labels soft (:func:`positive_label_value`); 0 keeps them exactly 1. Pairs with scale-ranking
+    crops add ``scale_search`` (2M,3,256,256) and ``scale_owner`` (M,), the index of each one's pair.
     """
     templates = np.stack([p.template for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
     searches = np.stack([p.search for p in pairs]).transpose(0, 3, 1, 2).astype(np.float32)
@@ -652,5 +692,12 @@ def collate(pairs: list[Pair], pos_radius: float = 16.0, neg_radius: float = 16.
                       dtype=np.float32)
     target_wh = np.array([p.target_wh if p.target_wh is not None else (np.nan, np.nan) for p in pairs],
                          dtype=np.float32)
-    return {"template": templates, "search": searches, "label": labels, "target_xy": target, "target_wh": target_wh,
-            "positive": np.array([p.target_xy is not None for p in pairs])}
+    batch = {"template": templates, "search": searches, "label": labels, "target_xy": target, "target_wh": target_wh,
+             "positive": np.array([p.target_xy is not None for p in pairs])}
+    owners = [i for i, p in enumerate(pairs) if p.scale_crops is not None]
+    if owners:
+        # (2M, 3, 256, 256): pair owners[m]'s larger crop at 2m, its smaller one at 2m + 1.
+        batch["scale_search"] = np.concatenate([pairs[i].scale_crops for i in owners]).transpose(0, 3, 1, 2) \
+            .astype(np.float32)
+        batch["scale_owner"] = np.array(owners, dtype=np.int64)
+    return batch

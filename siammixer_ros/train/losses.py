@@ -19,6 +19,10 @@ Distillation (not in the paper): the teacher's foreground logits ``t`` on the sa
 ``kl``: the spatial distribution over the 81 cells, ``KL(softmax(t / T) || softmax(v / T)) T^2``
 (positive pairs only; a negative pair has no meaningful spatial distribution).
 
+Scale ranking (not in the paper): the crop of a frame cut at the target's scale should peak above crops of the
+same frame cut larger or smaller (:func:`scale_rank_loss`); the cell labels alone reward a target seen at any scale
+within the jitter, and the scale probe (train.validate ``--scaled-pairs``) found the peak nearly blind to scale.
+
 Feature distillation (not in the paper; FitNets-style): a 1x1 convolution (the adapter, used in training
 only) maps the student's 256-channel MB4 features to the teacher's 48 backbone channels, and the loss is
 the mean squared error against the teacher's features standardised per channel over the batch and the
@@ -100,6 +104,20 @@ def distillation_loss(scores: torch.Tensor, teacher_logits: torch.Tensor, positi
         p_teacher = F.softmax(t[mask] / temperature, dim=1)
         return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature ** 2
     raise ValueError(f"unknown distillation mode {mode!r}; use 'bce' or 'kl'")
+
+
+def scale_rank_loss(matched: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
+    """The crop cut at the target's scale should peak above the crops of the same frame cut larger or smaller.
+
+    ``matched`` (M,1,R,R) logits of the matched crops, ``off`` (M,K,R,R) of each one's K off crops; the peak is a
+    map's highest cell, as the tracker's scale search compares peaks. ``mean softplus(peak_off - peak_matched)``:
+    the triplet loss's form, between crops instead of cells. 0 when M is 0.
+    """
+    if matched.shape[0] == 0:
+        return matched.sum() * 0.0
+    peak_matched = matched.flatten(1).amax(1)
+    peak_off = off.flatten(2).amax(2)
+    return F.softplus(peak_off - peak_matched[:, None]).mean()
 
 
 def joint_loss(scores: torch.Tensor, labels: torch.Tensor, triplet_weight: float = 1.0) -> dict[str, torch.Tensor]:

@@ -36,7 +36,13 @@ from siammixer_ros.train.batches import make_batch
 from siammixer_ros.train.cache import default_cache_dir, default_data_dir, load_cached_sequences
 from siammixer_ros.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from siammixer_ros.train.data import VAL_SEQUENCES, PairSampler, StillImages, split_sequences
-from siammixer_ros.train.losses import box_loss, distillation_loss, feature_distillation_loss, joint_loss
+from siammixer_ros.train.losses import (
+    box_loss,
+    distillation_loss,
+    feature_distillation_loss,
+    joint_loss,
+    scale_rank_loss,
+)
 
 SEGMENT_FIELDS = ["segment", "started_at", "ended_at", "start_pairs", "end_pairs", "train_hours", "pairs_per_hour",
                   "threads", "device", "git_commit", "note"]
@@ -375,7 +381,7 @@ class Trainer:
             self.last_val_pairs, self.last_track_pairs = s.get("last_val_pairs", 0), s.get("last_track_pairs", 0)
             torch.set_rng_state(s["torch_rng"].cpu())
             # Steps after the checkpoint (a run killed between saves) are redone: drop their old log rows.
-            for name in ("log.csv", "val.csv", "log_box.csv", "val_box.csv"):
+            for name in ("log.csv", "val.csv", "log_box.csv", "val_box.csv", "log_scale_rank.csv"):
                 self._truncate_csv(self.out / name, self.step)
         elif cfg.init_checkpoint:
             from siammixer_ros.model.export import load_checkpoint
@@ -517,12 +523,30 @@ class Trainer:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         self.model.train()
         # Only the network runs in bfloat16; the losses (logs, softplus, BCE) see float32 scores.
+        rank = "scale_search" in batch and cfg.loss.scale_rank_weight > 0
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-            zf, xf = self.model.template_features(z), self.model.search_features(x)
+            zf = self.model.template_features(z)
+            if rank:
+                # One pass through the search branch for the pairs' crops and the scale crops, so that batch norm
+                # sees them as one batch; the scale crops are then scored against their own pair's template.
+                scale_x = tensor("scale_search")
+                if cfg.channels_last:
+                    scale_x = scale_x.contiguous(memory_format=torch.channels_last)
+                owner = tensor("scale_owner")
+                xf_all = self.model.search_features(torch.cat([x, scale_x]))
+                xf, scale_xf = xf_all[:x.shape[0]], xf_all[x.shape[0]:]
+                scale_scores = self.model.head(zf[owner].repeat_interleave(2, dim=0), scale_xf)
+            else:
+                xf = self.model.search_features(x)
             scores = self.model.head(zf, xf)
         scores, zf, xf = scores.float(), zf.float(), xf.float()
         losses = joint_loss(scores, labels, cfg.loss.triplet_weight)
         total = losses["total"]
+        scale_rank = torch.zeros((), device=dev)
+        if rank:
+            scale_rank = scale_rank_loss(scores[owner], scale_scores.float().reshape(owner.shape[0], 2,
+                                                                                   *scores.shape[-2:]))
+            total = total + cfg.loss.scale_rank_weight * scale_rank
         distill = torch.zeros((), device=dev)
         feature_distill = torch.zeros((), device=dev)
         if self.adapter is not None:
@@ -560,6 +584,7 @@ class Trainer:
         return {"lr": lr, "loss": float(total.detach()), "logistic": float(losses["logistic"].detach()),
                 "triplet": float(losses["triplet"].detach()), "distill": float(distill.detach()),
                 "feature_distill": float(feature_distill.detach()), "box": float(box.detach()),
+                "scale_rank": float(scale_rank.detach()),
                 "grad_norm": float(grad_norm), "head_scale": float(head.scale.detach()),
                 "head_bias": float(head.bias.detach())}
 
@@ -603,6 +628,8 @@ class Trainer:
                 self._append_csv("log.csv", row, LOG_FIELDS)
                 if self.model.box_head is not None and cfg.loss.box_weight > 0:  # log.csv keeps its columns
                     self._append_csv("log_box.csv", {k: row[k] for k in ("step", "pairs", "box")})
+                if cfg.loss.scale_rank_weight > 0:  # log.csv keeps its columns
+                    self._append_csv("log_scale_rank.csv", {k: row[k] for k in ("step", "pairs", "scale_rank")})
                 last_row = row
                 if bar is not None:
                     bar.update(1)
