@@ -588,3 +588,39 @@ def test_scale_ranking_trains_on_its_crops_and_logs_its_term(tiny_data: Path, tm
     assert off.train_step(off.batches.make(0))["scale_rank"] == 0.0
     off.run(max_steps=1)
     assert not (tmp_path / "off" / "log_scale_rank.csv").exists()
+
+
+def test_a_soup_averages_runs_of_one_start_and_refuses_mixed_ones(tiny_data: Path, tmp_path: Path) -> None:
+    from siammixer_ros.train.bn_stats import model_from_checkpoint_state
+    from siammixer_ros.train.soup import average_states
+    from siammixer_ros.train.soup import main as soup_main
+
+    cache = tmp_path / "cache"
+    paths = []
+    for seed in (1, 2):
+        cfg = _config(tiny_data, cache)
+        cfg.seed = seed
+        Trainer(cfg, tmp_path / f"run{seed}", progress=False).run(max_steps=2)
+        paths.append(tmp_path / f"run{seed}" / "checkpoints" / "last.pt")
+    a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in paths)
+    out = tmp_path / "soup.pt"
+    assert soup_main([str(p) for p in paths] + ["--out", str(out), "--bn-pairs", "8", "--threads", "1"]) == 0
+    soup = torch.load(out, map_location="cpu", weights_only=False)
+    # Weights are the mean; BatchNorm's statistics are re-estimated for them (not the mean of the runs').
+    for key, value in soup["model"].items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        torch.testing.assert_close(value, (a["model"][key] + b["model"][key]) / 2, msg=key)
+    assert "re-estimated" in soup["bn_statistics"]
+    assert [s["checkpoint"] for s in soup["souped_from"]] == [str(p) for p in paths]
+    model = model_from_checkpoint_state(soup)  # what train.validate and export load
+    scores = model.head(model.template_features(torch.zeros(1, 3, 128, 128)),
+                        model.search_features(torch.zeros(1, 3, 256, 256)))
+    assert scores.shape == (1, 1, 9, 9) and torch.isfinite(scores).all()
+    # Runs on other sequences, or of another shape, do not mix; nor does a soup of one.
+    other = dict(b, train_sequences=["clip_b"])
+    torch.save(other, tmp_path / "other.pt")
+    assert soup_main([str(paths[0]), str(tmp_path / "other.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert soup_main([str(paths[0]), "--out", str(tmp_path / "x.pt")]) == 2
+    with pytest.raises(ValueError, match="different parameters"):
+        average_states([a["model"], {k: v for k, v in b["model"].items() if not k.startswith("head")}])
