@@ -279,3 +279,23 @@ def test_box_fit_says_what_the_right_size_would_add(tmp_path) -> None:
     assert row["auc"] == pytest.approx(float(metrics.success_curve(np.array([0.25, 0.25])).mean()))
     assert row["auc_true_area"] == pytest.approx(float(metrics.success_curve(np.array([1.0, 1.0])).mean()))
     assert row["auc_true_area"] > row["auc"] + 0.5
+
+
+def test_the_size_gate_keeps_a_regressed_size_far_from_the_current_one_out() -> None:
+    # The aspect sequence keeps its area: every regressed box is within a few per cent of the current size, so a
+    # gate of 0.3 takes them all and `both` follows the turn exactly as without a gate; a gate narrower than any
+    # change takes none, and the box keeps its shape as the scale search alone would.
+    seq = _aspect_sequence()
+    both = _track("both", seq)
+
+    def gated(gate: float) -> list[tuple[float, float, float, float]]:
+        tracker = SiamMixerTracker(ncc_box_model_path(), {"box_mode": "both", "box_size_gate": gate})
+        tracker.init(seq.frames[0], seq.boxes[0])
+        return [tracker.update(frame).box for frame in seq.frames[1:]]
+
+    np.testing.assert_allclose(gated(0.3), both, rtol=0, atol=1e-9)
+    shut = gated(1e-9)
+    assert shut[-1][2] / shut[-1][3] > 1.8, shut[-1]
+    np.testing.assert_allclose(shut, _track("scale", seq), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="box_size_gate"):
+        SiamMixerTracker(ncc_box_model_path(), {"box_size_gate": -0.1})

@@ -180,6 +180,11 @@ class TrackerParams:
     box_lr: float = 0.385
     #: ``regression``: weight of the cosine window on the cells, ``pscore (1 - w) + window w`` (NanoTrack v2's 0.49).
     box_window_influence: float = 0.49
+    #: Size gate of a regressed box: with ``g`` > 0, a box whose size (square root of its area) differs from the
+    #: current one by more than ``exp(g)`` is not taken; the size then follows the scale search (``both``) or stays
+    #: (``regression``). Why: one wrong regressed size of a small or thin target feeds the next crop and the track
+    #: collapses (docs/tracker.md, "Box regression"). 0: off, every regressed box is taken.
+    box_size_gate: float = 0.0
 
     def __post_init__(self) -> None:
         self._check()
@@ -305,3 +310,4 @@ class TrackerParams:
         need(self.box_penalty_k >= 0, "box_penalty_k", ">= 0")
         need(0 <= self.box_lr <= 1, "box_lr", "in [0, 1]")
         need(0 <= self.box_window_influence <= 1, "box_window_influence", "in [0, 1]")
+        need(self.box_size_gate >= 0, "box_size_gate", ">= 0 (0: off)")

@@ -683,6 +683,10 @@ class SiamMixerTracker:
                 lost_factor = min(params.lost_search_growth, params.lost_search_max)
             if not bad:
                 cx, cy = found_cx, found_cy
+            if choice is not None and params.box_size_gate > 0:
+                change = 0.5 * math.log(max(choice.w * choice.h, 1e-12) * crop_scale ** 2 / (w * h))
+                if abs(change) > params.box_size_gate:
+                    choice = None  # the gate: this regressed size is not taken
             if good and choice is not None:
                 # The regressed box, smoothed as NanoTrack does: a = box_lr * penalty * score.
                 rate = params.box_lr * choice.penalty * score

@@ -126,6 +126,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None, run_dir: s
     initialised_from = initialisation_of(state)
     if initialised_from:
         provenance["initialised_from"] = initialised_from
+    if state.get("souped_from"):  # a weight average (train.soup): its ingredients
+        provenance["souped_from"] = state["souped_from"]
     if dropped_box:
         provenance["box_branch"] = "trained, but left out of this file (export --drop-box-head)"
     provenance["command"] = " ".join(["python -m siammixer_ros.train.cli", "--config", str(run_dir / "config.yaml"),

@@ -84,7 +84,6 @@ def soup_state(checkpoints: list[Path], bn_pairs: int = DEFAULT_PAIRS, seed: int
         "souped_from": [{"checkpoint": str(p), "pairs_seen": int(s.get("pairs_seen", 0)),
                          "initialised_from": s.get("initialised_from")} for p, s in zip(checkpoints, loaded,
                                                                                        strict=True)],
-        "selected_by": "uniform soup of " + ", ".join(str(p) for p in checkpoints),
     }
     reestimate_checkpoint_state(soup, bn_pairs, seed)
     return soup
