@@ -533,9 +533,10 @@ class Trainer:
                 if cfg.channels_last:
                     scale_x = scale_x.contiguous(memory_format=torch.channels_last)
                 owner = tensor("scale_owner")
+                per_pair = scale_x.shape[0] // owner.shape[0]  # off crops of each pair (collate: larger, smaller)
                 xf_all = self.model.search_features(torch.cat([x, scale_x]))
                 xf, scale_xf = xf_all[:x.shape[0]], xf_all[x.shape[0]:]
-                scale_scores = self.model.head(zf[owner].repeat_interleave(2, dim=0), scale_xf)
+                scale_scores = self.model.head(zf[owner].repeat_interleave(per_pair, dim=0), scale_xf)
             else:
                 xf = self.model.search_features(x)
             scores = self.model.head(zf, xf)
@@ -544,7 +545,7 @@ class Trainer:
         total = losses["total"]
         scale_rank = torch.zeros((), device=dev)
         if rank:
-            scale_rank = scale_rank_loss(scores[owner], scale_scores.float().reshape(owner.shape[0], 2,
+            scale_rank = scale_rank_loss(scores[owner], scale_scores.float().reshape(owner.shape[0], per_pair,
                                                                                    *scores.shape[-2:]))
             total = total + cfg.loss.scale_rank_weight * scale_rank
         distill = torch.zeros((), device=dev)
