@@ -185,6 +185,11 @@ class TrackerParams:
     #: (``regression``). Why: one wrong regressed size of a small or thin target feeds the next crop and the track
     #: collapses (docs/tracker.md, "Box regression"). 0: off, every regressed box is taken.
     box_size_gate: float = 0.0
+    #: Smallest target, in image pixels (square root of the current box's area), whose regressed box is taken; a
+    #: smaller target keeps the scale search's size (``both``) or its size (``regression``). Why: a target of a few
+    #: dozen pixels is blown up several times into the search crop, and there the branch drifts to its mean shape
+    #: over many frames, a step at a time (docs/tracker.md, "Box regression"). 0: off.
+    box_min_target_px: float = 0.0
 
     def __post_init__(self) -> None:
         self._check()
@@ -311,3 +316,4 @@ class TrackerParams:
         need(0 <= self.box_lr <= 1, "box_lr", "in [0, 1]")
         need(0 <= self.box_window_influence <= 1, "box_window_influence", "in [0, 1]")
         need(self.box_size_gate >= 0, "box_size_gate", ">= 0 (0: off)")
+        need(self.box_min_target_px >= 0, "box_min_target_px", ">= 0 (0: off)")

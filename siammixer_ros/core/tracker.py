@@ -687,6 +687,8 @@ class SiamMixerTracker:
                 change = 0.5 * math.log(max(choice.w * choice.h, 1e-12) * crop_scale ** 2 / (w * h))
                 if abs(change) > params.box_size_gate:
                     choice = None  # the gate: this regressed size is not taken
+            if choice is not None and math.sqrt(w * h) < params.box_min_target_px:
+                choice = None  # too small a target for its regressed size to be trusted
             if good and choice is not None:
                 # The regressed box, smoothed as NanoTrack does: a = box_lr * penalty * score.
                 rate = params.box_lr * choice.penalty * score

@@ -182,6 +182,7 @@ _TRACKER_RANGES: dict[str, tuple[float, float, float]] = {
     "box_lr": (0.0, 1.0, 0),
     "box_window_influence": (0.0, 1.0, 0),
     "box_size_gate": (0.0, 5.0, 0),
+    "box_min_target_px": (0.0, 10000.0, 0),
 }
 _TRACKER_CHOICES: dict[str, tuple[str, ...]] = {"box_mode": BOX_MODES, "scale_estimate": SCALE_ESTIMATES}
 
