@@ -299,3 +299,21 @@ def test_the_size_gate_keeps_a_regressed_size_far_from_the_current_one_out() -> 
     np.testing.assert_allclose(shut, _track("scale", seq), rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="box_size_gate"):
         SiamMixerTracker(ncc_box_model_path(), {"box_size_gate": -0.1})
+
+
+def test_a_target_smaller_than_box_min_target_px_keeps_the_scale_search_size() -> None:
+    # The aspect sequence's target is sqrt(5000) = 70.7 px throughout: a threshold under it changes nothing, one
+    # over it takes no regressed box, so `both` tracks exactly as `scale` (the first box's 2:1 stays).
+    seq = _aspect_sequence()
+
+    def with_threshold(pixels: float) -> list[tuple[float, float, float, float]]:
+        tracker = SiamMixerTracker(ncc_box_model_path(), {"box_mode": "both", "box_min_target_px": pixels})
+        tracker.init(seq.frames[0], seq.boxes[0])
+        return [tracker.update(frame).box for frame in seq.frames[1:]]
+
+    np.testing.assert_allclose(with_threshold(60.0), _track("both", seq), rtol=0, atol=1e-9)
+    small = with_threshold(80.0)
+    np.testing.assert_allclose(small, _track("scale", seq), rtol=0, atol=1e-9)
+    assert small[-1][2] / small[-1][3] > 1.8, small[-1]
+    with pytest.raises(ValueError, match="box_min_target_px"):
+        SiamMixerTracker(ncc_box_model_path(), {"box_min_target_px": -1.0})
