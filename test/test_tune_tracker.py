@@ -58,6 +58,40 @@ def test_search_writes_a_ranked_table_and_refuses_to_mix_parameters(dataset, tmp
     assert "holds results of other parameters" in capsys.readouterr().err
 
 
+def test_table_splits_the_mean_by_the_sequences_the_model_trained_on(dataset, tmp_path):
+    # A model whose provenance says it trained on "slide" (and not on "still"): every row carries both groups' means,
+    # which a user reads to see whether a setting gains only on sequences the network has memorised.
+    import dataclasses
+
+    import onnx
+
+    from siammixer_ros.core.model_file import read_model_file, write_model_file
+
+    boxes = ["50,40,40,40"] * 6
+    write_video_sequence(dataset / "still", boxes, {"name": "still", "aerial": False}, size=(120, 160))
+    source = ncc_model_path(16)
+    info, parts = read_model_file(source)
+    model = tmp_path / "trained_on_slide.onnx"
+    write_model_file(model, onnx.load(str(source)), parts,
+                     dataclasses.replace(info, provenance={**info.provenance, "train_sequences": ["slide", "gone"]}))
+    assert tune_tracker.model_train_sequences(model) == {"slide", "gone"}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"configs": {"plain": {"template_weight": 0.0}}}))
+    out = tmp_path / "tune"
+    assert tune_tracker.main(["--grid", str(grid), "--dataset", str(dataset), "--model", str(model), "--out", str(out),
+                              "--max-frames", "0", "--jobs", "1"]) == 0
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert row["auc_trained_on"] == pytest.approx(row["per_sequence"]["slide"])
+    assert row["auc_not_trained_on"] == pytest.approx(row["per_sequence"]["still"])
+    assert (row["sequences_trained_on"], row["sequences_not_trained_on"]) == (1, 1)
+    table = (out / "table.md").read_text()
+    assert "| trained on | not trained on |" in table
+    assert f"| {row['auc_trained_on']:.3f} | {row['auc_not_trained_on']:.3f} |" in table
+    # A model without the list (the NCC fixture), or one group empty: no columns, nothing invented.
+    assert tune_tracker.model_train_sequences(source) == set()
+    assert not tune_tracker.add_training_groups([dict(row)], {"slide", "still"})
+
+
 def test_eval_cli_takes_tracker_parameters(tmp_path, capsys):
     params = tmp_path / "node.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"tracker": {"scale_num": 1}}}}))

@@ -19,7 +19,11 @@ the first peer.
 Each configuration runs the siammixer tracker one-pass with the evaluation toolkit (the same runner and metrics
 as ``siammixer-eval``) in its own folder ``<out>/<name>``; finished sequences are skipped, so an interrupted search
 resumes where it stopped. The table (mean AUC over sequences, aerial and ground subsets, P@20, ms per frame),
-sorted by AUC, goes to ``<out>/table.md`` and ``<out>/table.json``.
+sorted by AUC, goes to ``<out>/table.md`` and ``<out>/table.json``. Where the model file's provenance lists the
+sequences it was trained on (``train_sequences``) and the search ran on some of them and on others, every row also
+has the mean over each group (``auc_trained_on``, ``auc_not_trained_on``): a setting that gains only on the
+sequences the weights have seen is using the network's memory of them (docs/tracker.md, "A threshold on the
+target's size"), so choose on the ones it has not seen.
 
 Example::
 
@@ -89,6 +93,33 @@ def table_rows(results: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> lis
     return sorted(rows, key=lambda r: -r["auc_all"])
 
 
+def model_train_sequences(model: Path) -> set[str]:
+    """The sequences a model file says it was trained on (its provenance's ``train_sequences``; empty if unknown)."""
+    from siammixer_ros.core.errors import ModelError
+    from siammixer_ros.core.model_file import read_model_file
+
+    try:
+        listed = read_model_file(model)[0].provenance.get("train_sequences", [])
+    except ModelError:
+        return set()  # the runs report the model's error themselves
+    return {str(name) for name in listed} if isinstance(listed, list) else set()
+
+
+def add_training_groups(rows: list[dict[str, Any]], trained_on: set[str]) -> bool:
+    """Add each row's mean AUC over the sequences the model trained on and over the others; False (and nothing
+    added) unless both groups hold sequences."""
+    names = set(rows[0]["per_sequence"]) if rows else set()
+    seen, unseen = sorted(names & trained_on), sorted(names - trained_on)
+    if not seen or not unseen:
+        return False
+    for row in rows:
+        aucs = row["per_sequence"]
+        row["auc_trained_on"] = sum(aucs[s] for s in seen) / len(seen)
+        row["auc_not_trained_on"] = sum(aucs[s] for s in unseen) / len(unseen)
+        row["sequences_trained_on"], row["sequences_not_trained_on"] = len(seen), len(unseen)
+    return True
+
+
 def peer_rows(folder: Path, sequences: list[Any]) -> list[dict[str, Any]]:
     """Rows of the peers of a siammixer-eval results folder (its report.json) that ran exactly these sequences."""
     report = json.loads((folder / "report.json").read_text())
@@ -109,8 +140,14 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
         "mean over sequences (aerial / ground subsets), P@20 mean. Speed is not compared here (configurations ran at "
         "different machine loads): `siammixer-bench-tracker --memories` measures cost.", "",
     ]
+    groups = bool(rows) and "auc_trained_on" in rows[0]
+    if groups:
+        lines += [f"trained on / not trained on: the mean over the {rows[0]['sequences_trained_on']} sequences the "
+                  f"model file's provenance lists as its training sequences and over the other "
+                  f"{rows[0]['sequences_not_trained_on']}; a gain on the first group alone is the network's memory "
+                  "of those sequences, not a better tracker.", ""]
     first_peer = peers[0] if peers else None
-    header = "| config | AUC | aerial | ground | P@20 |"
+    header = "| config | AUC | aerial | ground | P@20 |" + (" trained on | not trained on |" if groups else "")
     if first_peer:
         header += f" seqs > {first_peer['config']} |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
@@ -118,6 +155,8 @@ def markdown(rows: list[dict[str, Any]], command: str, sequences: list[Any], spl
         name = f"*{r['config']}*" if is_peer else r["config"]
         line = (f"| {name} | {r['auc_all']:.3f} | {r.get('auc_aerial', float('nan')):.3f} | "
                 f"{r.get('auc_ground', float('nan')):.3f} | {r['precision']:.3f} |")
+        if groups:
+            line += (f" {r['auc_trained_on']:.3f} | {r['auc_not_trained_on']:.3f} |" if not is_peer else " | |")
         if first_peer and not is_peer:
             beaten = first_peer["per_sequence"]
             line += f" {sum(r['per_sequence'][s] > beaten[s] for s in beaten)} of {len(beaten)} |"
@@ -204,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.order == "grid":
         rows.sort(key=lambda r: r["index"])
     peers = peer_rows(args.peers, sequences) if args.peers is not None else []
+    add_training_groups(rows, model_train_sequences(args.model))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(markdown(rows, command, sequences, args.split, max_frames, peers, args.order))
     (args.out / "table.json").write_text(json.dumps({"command": command, "split": args.split, "rows": rows,
