@@ -43,7 +43,8 @@ from typing import Any
 
 import yaml
 
-from siammixer_ros.core.errors import TrackerParamsError
+from siammixer_ros.core.errors import ModelError, TrackerParamsError
+from siammixer_ros.core.model_file import read_model_file
 from siammixer_ros.core.params import TrackerParams
 from siammixer_ros.eval.datasets import DatasetError, load_dataset
 from siammixer_ros.eval.report import evaluate, subsets_of
@@ -95,9 +96,6 @@ def table_rows(results: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> lis
 
 def model_train_sequences(model: Path) -> set[str]:
     """The sequences a model file says it was trained on (its provenance's ``train_sequences``; empty if unknown)."""
-    from siammixer_ros.core.errors import ModelError
-    from siammixer_ros.core.model_file import read_model_file
-
     try:
         listed = read_model_file(model)[0].provenance.get("train_sequences", [])
     except ModelError:
