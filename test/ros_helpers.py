@@ -185,6 +185,9 @@ class ProcessLauncher:
 
     def start(self, args: Sequence[str], name: str | None = None, env: Mapping[str, str] | None = None) -> ChildProcess:
         merged = dict(self.env)
+        # A child that crashes in native code (SIGSEGV, SIGABRT) prints every thread's Python stack into its log,
+        # which a failing wait shows: one node start-up crash in CI left nothing but its exit code -11.
+        merged["PYTHONFAULTHANDLER"] = "1"
         merged.update(env or {})
         process = ChildProcess(args, merged, self.cwd, name or Path(args[0]).name)
         self.processes.append(process)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from ros_helpers import (
     DISCOVERY_TIMEOUT_S,
+    PROCESS_START_TIMEOUT_S,
     ChildProcess,
     ProcessLauncher,
     RosTestNode,
@@ -103,6 +105,16 @@ def test_node_process_stops_cleanly_on_sigterm(ros_processes: ProcessLauncher) -
     process.wait_for_output(r"READY")
     exit_code = process.terminate()
     assert exit_code == 0, f"peer exited with {exit_code} on SIGTERM; output:\n{process.output()}"
+
+
+def test_a_child_that_crashes_in_native_code_shows_where(ros_processes: ProcessLauncher) -> None:
+    # A node that segfaults at start-up must leave more than its exit code in the test's failure message.
+    code = "import ctypes\n\ndef read_address_zero():\n    ctypes.string_at(0)\n\nread_address_zero()\n"
+    process = ros_processes.start_python_code(code, name="crashing_child")
+    exit_code = process.popen.wait(PROCESS_START_TIMEOUT_S)
+    assert exit_code == -signal.SIGSEGV, process.output()
+    assert "Fatal Python error: Segmentation fault" in process.output()
+    assert "read_address_zero" in process.output()
 
 
 def test_interface_types_are_what_rqt_and_the_node_rely_on() -> None:
