@@ -4,7 +4,8 @@ Fixtures (see ros_helpers.py for the helpers behind them):
   ros_env        dict: the environment child processes that initialise rclpy get (LOCALHOST discovery, Fast DDS
                  profile, this session's ROS_DOMAIN_ID).
   ros_processes  ProcessLauncher: start_python_script / start_python_module / start_python_code start children
-                 in their own session; all are stopped by pid at teardown (SIGTERM, then SIGKILL).
+                 in their own session, with faulthandler on (a native crash prints the Python stacks into the
+                 child's log); all are stopped by pid at teardown (SIGTERM, then SIGKILL).
   ros_node       RosTestNode: an rclpy node in the test process, its executor spinning in a thread; closed at
                  teardown in the safe order. Skips the test when rclpy is not importable.
 Mark tests that need rclpy with `ros_helpers.requires_rclpy` (skips with the reason when rclpy is missing).
